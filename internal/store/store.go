@@ -1,0 +1,213 @@
+// Package store defines what stepup-bridge persists and the contract every
+// backend keeps. Backends live in subpackages (sqlite, postgres); one
+// conformance suite (storetest) runs against each.
+//
+// The store never reads a clock: callers pass "now", so TTL, lockout and
+// rate-limit behaviour is testable without sleeping and every replica
+// decides by the same rules. Secrets reach the store already hashed or
+// encrypted by the factor that owns them; the store treats Data as opaque.
+//
+// Anything that must happen once (consuming a backup code, accepting a
+// TOTP step, consuming a challenge) goes through an Update* call, whose
+// updater runs inside one transaction holding the row: of concurrent
+// updaters of one row, each sees the result of the one before, so a check
+// in the updater ("not used yet") has exactly one winner, across replicas.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors callers branch on. Backends wrap them with context; test with errors.Is.
+var (
+	// ErrNotFound: no such record.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: a record with that key already exists.
+	ErrConflict = errors.New("store: already exists")
+	// ErrExpired: the challenge is past its ExpiresAt.
+	ErrExpired = errors.New("store: expired")
+	// ErrConsumed: the challenge was already used.
+	ErrConsumed = errors.New("store: already consumed")
+	// ErrTooManyAttempts: the challenge has used up its attempts.
+	ErrTooManyAttempts = errors.New("store: too many attempts")
+	// ErrLockHeld: the lease is held by another holder.
+	ErrLockHeld = errors.New("store: lock held by another holder")
+)
+
+// Credential statuses.
+const (
+	StatusPending = "pending" // enrolled, waiting for the first valid code
+	StatusActive  = "active"
+)
+
+// Credential is one factor record of one user: a TOTP secret, a PIN hash,
+// a set of backup codes, a phone number.
+type Credential struct {
+	// ID is a random identifier chosen by the caller.
+	ID string
+	// UserID is the Keycloak user id (sub).
+	UserID string
+	// Factor is the factor name (totp, pin, backup_code, ...).
+	Factor string
+	// Status is StatusPending or StatusActive.
+	Status string
+	// Label is a user-visible name ("Phone", "Authenticator").
+	Label string
+	// Data is the factor's own encoding, already hashed or encrypted.
+	Data []byte
+	// Counter is a monotonic number the factor owns: the HOTP counter or
+	// the last accepted TOTP step (replay protection).
+	Counter int64
+	// Failures counts consecutive failed verifications (lockouts).
+	Failures int
+	// LockedUntil, if after now, refuses verification.
+	LockedUntil time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	// LastUsedAt is the time of the last successful verification.
+	LastUsedAt time.Time
+}
+
+// Credentials stores factor records.
+type Credentials interface {
+	// CreateCredential inserts c; ErrConflict if c.ID exists.
+	CreateCredential(ctx context.Context, c Credential) error
+	// GetCredential returns the record or ErrNotFound.
+	GetCredential(ctx context.Context, id string) (Credential, error)
+	// ListCredentials returns a user's records, oldest first; none is not an error.
+	ListCredentials(ctx context.Context, userID string) ([]Credential, error)
+	// UpdateCredential runs fn on the current record inside one transaction
+	// holding the row and stores what fn returns (ID, UserID and CreatedAt
+	// are kept). If fn returns an error nothing is written and that error is
+	// returned. ErrNotFound if there is no such record.
+	UpdateCredential(ctx context.Context, id string, fn func(Credential) (Credential, error)) (Credential, error)
+	// DeleteCredential removes one record; ErrNotFound if absent.
+	DeleteCredential(ctx context.Context, id string) error
+}
+
+// Challenge is one pending proof: a step-up challenge, a pending login, an
+// enrolment confirmation, a delivered one-time code.
+type Challenge struct {
+	// ID is the SHA-256 of the random id given to the client, hex: the raw
+	// id never reaches the store.
+	ID string
+	// Kind is what the challenge is for ("stepup", "login", ...).
+	Kind string
+	// UserID, SessionID and Factor bind the challenge.
+	UserID    string
+	SessionID string
+	Factor    string
+	// CredentialID is the credential the challenge is for, if any.
+	CredentialID string
+	// Data is the owner's own encoding (code hash, encrypted tokens, ...).
+	Data []byte
+	// Attempts used and allowed.
+	Attempts    int
+	MaxAttempts int
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+	// ConsumedAt is set once the challenge succeeded; zero while open.
+	ConsumedAt time.Time
+}
+
+// Challenges stores challenges.
+type Challenges interface {
+	// CreateChallenge inserts c; ErrConflict if c.ID exists.
+	CreateChallenge(ctx context.Context, c Challenge) error
+	// GetChallenge returns the record or ErrNotFound, whatever its state.
+	GetChallenge(ctx context.Context, id string) (Challenge, error)
+	// UpdateChallenge is UpdateCredential for challenges.
+	UpdateChallenge(ctx context.Context, id string, fn func(Challenge) (Challenge, error)) (Challenge, error)
+	// DeleteChallenge removes one; ErrNotFound if absent.
+	DeleteChallenge(ctx context.Context, id string) error
+	// DeleteExpiredChallenges removes challenges that expired before t and
+	// returns them, so their owners can clean up (a pending login's
+	// Keycloak session is logged out).
+	DeleteExpiredChallenges(ctx context.Context, before time.Time) ([]Challenge, error)
+}
+
+// Counters are fixed-window counters for rate limits and failure budgets,
+// shared by every replica.
+type Counters interface {
+	// IncrementCounter adds n to key's counter in the window of length
+	// window containing now, and returns the new count and when the window
+	// ends. Windows are aligned to the Unix epoch.
+	IncrementCounter(ctx context.Context, key string, n int64, window time.Duration, now time.Time) (count int64, resetAt time.Time, err error)
+	// GetCounter returns key's count in the window containing now (0 if none).
+	GetCounter(ctx context.Context, key string, window time.Duration, now time.Time) (count int64, resetAt time.Time, err error)
+	// ResetCounter removes every window of key.
+	ResetCounter(ctx context.Context, key string) error
+}
+
+// Leases are named, expiring locks. They serialise the read-modify-write of
+// one Keycloak user across replicas; the TTL frees a lease whose holder died.
+type Leases interface {
+	// AcquireLease takes name for holder until now+ttl. It succeeds if the
+	// lease is free, expired, or already held by holder (renewal), and
+	// returns ErrLockHeld otherwise. It never blocks.
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) error
+	// ReleaseLease frees name if holder holds it; releasing a lease one
+	// does not hold is not an error and changes nothing.
+	ReleaseLease(ctx context.Context, name, holder string) error
+}
+
+// AuditEvent is one line of the append-only audit trail.
+type AuditEvent struct {
+	// Seq is assigned by the store, strictly increasing in append order.
+	Seq  int64
+	Time time.Time
+	// Type: "stepup.success", "stepup.failure", "factor.enrol", "lockout",
+	// "admin.reset", ...
+	Type string
+	// Actor is who acted (the user, or the admin for admin actions).
+	Actor string
+	// UserID is whose account it concerns.
+	UserID    string
+	Factor    string
+	SessionID string
+	IP        string
+	// Outcome: "success", "failure", "denied", ...
+	Outcome string
+	// Details are extra facts (level granted, the request the client said it
+	// wanted to make, the reason of a failure). Never secrets.
+	Details map[string]string
+}
+
+// AuditQuery selects events; zero fields do not filter.
+type AuditQuery struct {
+	UserID string
+	Types  []string
+	From   time.Time // inclusive
+	To     time.Time // exclusive
+	// AfterSeq pages: only events with Seq > AfterSeq.
+	AfterSeq int64
+	// Limit caps the result; 0 means 100, at most 1000.
+	Limit int
+}
+
+// Audit is the append-only trail: there is no update and no single delete.
+type Audit interface {
+	// AppendAudit stores e and returns it with Seq set.
+	AppendAudit(ctx context.Context, e AuditEvent) (AuditEvent, error)
+	// ListAudit returns matching events in Seq order.
+	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
+	// PruneAudit deletes events older than before (retention) and returns
+	// how many.
+	PruneAudit(ctx context.Context, before time.Time) (int64, error)
+}
+
+// Store is every aggregate together, for wiring; code that needs one
+// aggregate should take that interface.
+type Store interface {
+	Credentials
+	Challenges
+	Counters
+	Leases
+	Audit
+	// Ping checks the database answers (readiness).
+	Ping(ctx context.Context) error
+	// Close releases the database; every later call returns an error.
+	Close() error
+}
