@@ -66,26 +66,29 @@ func EnvName(key string) string {
 
 // flagKeys maps the friendly flags to keys. Every key is also reachable with
 // --set key=value.
-var flagKeys = map[string]string{
-	"listen":         "listen.addr",
-	"log-level":      "log.level",
-	"log-format":     "log.format",
-	"store":          "store.type",
-	"sqlite-path":    "store.sqlite.path",
-	"keycloak-url":   "keycloak.url",
-	"keycloak-realm": "keycloak.realm",
-	"policies":       "policies.file",
+func flagKeys() map[string]string {
+	return map[string]string{
+		"listen":         "listen.addr",
+		"log-level":      "log.level",
+		"log-format":     "log.format",
+		"store":          "store.type",
+		"sqlite-path":    "store.sqlite.path",
+		"keycloak-url":   "keycloak.url",
+		"keycloak-realm": "keycloak.realm",
+		"policies":       "policies.file",
+	}
 }
 
 // BindFlags registers the configuration flags on fs.
 func BindFlags(fs *pflag.FlagSet) {
-	names := make([]string, 0, len(flagKeys))
-	for n := range flagKeys {
+	keys := flagKeys()
+	names := make([]string, 0, len(keys))
+	for n := range keys {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fs.String(n, "", "sets "+flagKeys[n])
+		fs.String(n, "", "sets "+keys[n])
 	}
 	fs.StringArray("set", nil, "sets any key: --set factors.pin.max_failures=3 (repeatable)")
 }
@@ -147,7 +150,7 @@ func Load(src Source) (Config, error) {
 	}
 
 	if src.Flags != nil {
-		for name, key := range flagKeys {
+		for name, key := range flagKeys() {
 			f := src.Flags.Lookup(name)
 			if f != nil && f.Changed {
 				v.Set(key, f.Value.String())
@@ -269,10 +272,19 @@ func decodeProblems(err error) []string {
 	return out
 }
 
+// cleanDecodeMsg turns "'key' msg" into "key: msg", the shape of every
+// other problem.
 func cleanDecodeMsg(s string) string {
 	s = strings.TrimSpace(s)
-	if strings.Contains(s, "has invalid keys:") {
-		return strings.Replace(s, "has invalid keys:", "has unknown keys:", 1)
+	s = strings.Replace(s, "has invalid keys:", "has unknown keys:", 1)
+	if strings.HasPrefix(s, "'") {
+		if i := strings.Index(s[1:], "'"); i >= 0 {
+			key := s[1 : i+1]
+			if key == "" {
+				key = "(top level)"
+			}
+			return key + ":" + strings.TrimPrefix(s[i+2:], ":")
+		}
 	}
 	return s
 }
