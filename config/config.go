@@ -44,6 +44,22 @@ type Config struct {
 	Admin Admin `mapstructure:"admin" yaml:"admin"`
 	// Audit configures the audit trail.
 	Audit Audit `mapstructure:"audit" yaml:"audit"`
+	// Delivery bounds calls to SMS, e-mail and call providers.
+	Delivery Delivery `mapstructure:"delivery" yaml:"delivery"`
+
+	// DevMode is set by `stepup-bridge dev` only (no key): it allows the log
+	// providers, which print codes.
+	DevMode bool `mapstructure:"-" yaml:"-"`
+}
+
+// Delivery bounds calls to delivery providers.
+type Delivery struct {
+	// Timeout of one provider call. Defaults to 5s.
+	Timeout time.Duration `mapstructure:"timeout" yaml:"timeout"`
+	// Retries after a timeout or 5xx, with exponential backoff. Defaults to 2.
+	Retries int `mapstructure:"retries" yaml:"retries"`
+	// Backoff before the first retry; doubles each time. Defaults to 200ms.
+	Backoff time.Duration `mapstructure:"backoff" yaml:"backoff"`
 }
 
 // Listen is the HTTP listener and its limits.
@@ -186,6 +202,104 @@ type Factors struct {
 	TOTP TOTP `mapstructure:"totp" yaml:"totp"`
 	// HOTP tunes counter-based codes.
 	HOTP HOTP `mapstructure:"hotp" yaml:"hotp"`
+	// FlashCall tunes flash calls (the last digits of the calling number).
+	FlashCall FlashCall `mapstructure:"flash_call" yaml:"flash_call"`
+	// SMS tunes one-time codes sent by SMS.
+	SMS OneTimeCode `mapstructure:"sms" yaml:"sms"`
+	// Email tunes one-time codes sent by e-mail.
+	Email OneTimeCode `mapstructure:"email" yaml:"email"`
+}
+
+// FlashCall tunes flash calls. PSTN is a restricted channel: a flash call is
+// never a user's only or first factor.
+type FlashCall struct {
+	// Provider is sinch, webhook or log (log: dev mode only). Defaults to log.
+	Provider string `mapstructure:"provider" yaml:"provider"`
+	// Digits of the calling number the user types. Defaults to 4.
+	Digits int `mapstructure:"digits" yaml:"digits"`
+	// TTL of one call's code; at most 2m. Defaults to 2m.
+	TTL time.Duration `mapstructure:"ttl" yaml:"ttl"`
+	// MaxAttempts per call; at most 3. Defaults to 3.
+	MaxAttempts int `mapstructure:"max_attempts" yaml:"max_attempts"`
+	// ResendCooldown is the least time between two calls to one user.
+	// Defaults to 30s.
+	ResendCooldown time.Duration `mapstructure:"resend_cooldown" yaml:"resend_cooldown"`
+	// SendsPerUserPerHour caps calls per user. Defaults to 5.
+	SendsPerUserPerHour int `mapstructure:"sends_per_user_per_hour" yaml:"sends_per_user_per_hour"`
+	// SendsPerDestinationPerHour caps calls per phone number (call fraud is
+	// expensive). Defaults to 5.
+	SendsPerDestinationPerHour int `mapstructure:"sends_per_destination_per_hour" yaml:"sends_per_destination_per_hour"`
+	// Sinch configures the Sinch Verification API provider.
+	Sinch Sinch `mapstructure:"sinch" yaml:"sinch"`
+	// Webhook configures the generic signed-webhook provider.
+	Webhook Webhook `mapstructure:"webhook" yaml:"webhook"`
+}
+
+// Sinch is the Sinch Verification REST API.
+type Sinch struct {
+	// BaseURL of the API. Defaults to https://verification.api.sinch.com.
+	BaseURL string `mapstructure:"base_url" yaml:"base_url"`
+	// AppKey is the application key.
+	AppKey string `mapstructure:"app_key" yaml:"app_key"`
+	// AppSecret is the application secret.
+	AppSecret Secret `mapstructure:"app_secret" yaml:"app_secret"`
+	// AppSecretFile, if set, is read for AppSecret.
+	AppSecretFile string `mapstructure:"app_secret_file" yaml:"app_secret_file"`
+}
+
+// Webhook is a generic JSON POST, signed with HMAC-SHA-256 so the receiver
+// can check it came from the sidecar.
+type Webhook struct {
+	// URL receives the POST.
+	URL string `mapstructure:"url" yaml:"url"`
+	// Secret keys the signature header.
+	Secret Secret `mapstructure:"secret" yaml:"secret"`
+	// SecretFile, if set, is read for Secret.
+	SecretFile string `mapstructure:"secret_file" yaml:"secret_file"`
+}
+
+// OneTimeCode tunes SMS or e-mail codes (6 digits, single use).
+type OneTimeCode struct {
+	// Sender is webhook, smtp (e-mail only) or log (dev mode only).
+	// Defaults to log.
+	Sender string `mapstructure:"sender" yaml:"sender"`
+	// TTL of a code; at most 5m. Defaults to 5m.
+	TTL time.Duration `mapstructure:"ttl" yaml:"ttl"`
+	// ResendCooldown is the least time between two sends to one user.
+	// Defaults to 30s.
+	ResendCooldown time.Duration `mapstructure:"resend_cooldown" yaml:"resend_cooldown"`
+	// SendsPerUserPerHour caps sends per user. Defaults to 5.
+	SendsPerUserPerHour int `mapstructure:"sends_per_user_per_hour" yaml:"sends_per_user_per_hour"`
+	// SendsPerDestinationPerHour caps sends per number or address. Defaults to 5.
+	SendsPerDestinationPerHour int `mapstructure:"sends_per_destination_per_hour" yaml:"sends_per_destination_per_hour"`
+	// Template is the message body (Go text/template; .Code, .Minutes,
+	// .Issuer). Empty uses the built-in one.
+	Template string `mapstructure:"template" yaml:"template"`
+	// Subject of e-mails (text/template as Template).
+	Subject string `mapstructure:"subject" yaml:"subject"`
+	// Webhook configures the webhook sender.
+	Webhook Webhook `mapstructure:"webhook" yaml:"webhook"`
+	// SMTP configures the SMTP sender (e-mail only).
+	SMTP SMTP `mapstructure:"smtp" yaml:"smtp"`
+}
+
+// SMTP is an SMTP submission server.
+type SMTP struct {
+	// Host and Port of the server. Port defaults to 587.
+	Host string `mapstructure:"host" yaml:"host"`
+	// Port of the server.
+	Port int `mapstructure:"port" yaml:"port"`
+	// TLS is starttls (default), tls (implicit, port 465) or none (loopback
+	// relays only).
+	TLS string `mapstructure:"tls" yaml:"tls"`
+	// Username for AUTH PLAIN; empty sends no AUTH.
+	Username string `mapstructure:"username" yaml:"username"`
+	// Password for AUTH PLAIN.
+	Password Secret `mapstructure:"password" yaml:"password"`
+	// PasswordFile, if set, is read for Password.
+	PasswordFile string `mapstructure:"password_file" yaml:"password_file"`
+	// From is the envelope and header sender.
+	From string `mapstructure:"from" yaml:"from"`
 }
 
 // BackupCodes tunes backup codes.

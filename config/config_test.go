@@ -265,3 +265,32 @@ func TestKeysMatchEnvNames(t *testing.T) {
 		t.Fatal(EnvName("keycloak.admin_client_secret"))
 	}
 }
+
+func TestLogProvidersOnlyInDevMode(t *testing.T) {
+	env := validEnv("STEPUP_FACTORS_ENABLED=pin,flash_call,sms,email")
+	_, err := Load(Source{Environ: env})
+	got := strings.Join(problemsOf(t, err), "\n")
+	for _, key := range []string{"factors.flash_call.provider", "factors.sms.sender", "factors.email.sender"} {
+		if !strings.Contains(got, key+": log prints codes") {
+			t.Errorf("log provider accepted outside dev mode for %s:\n%s", key, got)
+		}
+	}
+	base := Default()
+	base.DevMode = true
+	cfg, err := Load(Source{Environ: env, Base: &base})
+	if err != nil {
+		t.Fatalf("dev mode refuses log providers: %v", err)
+	}
+	if !cfg.DevMode {
+		t.Fatal("DevMode lost by Load")
+	}
+	_, err = Load(Source{Environ: append(env, "STEPUP_FACTORS_FLASH_CALL_PROVIDER=webhook",
+		"STEPUP_FACTORS_SMS_SENDER=webhook", "STEPUP_FACTORS_SMS_WEBHOOK_URL=https://hooks.example.com/sms",
+		"STEPUP_FACTORS_SMS_WEBHOOK_SECRET=short", "STEPUP_FACTORS_EMAIL_SENDER=smtp"), Base: &base})
+	got = strings.Join(problemsOf(t, err), "\n")
+	for _, key := range []string{"factors.flash_call.webhook.url", "factors.sms.webhook.secret", "factors.email.smtp.host", "factors.email.smtp.from"} {
+		if !strings.Contains(got, key+":") {
+			t.Errorf("missing problem for %s:\n%s", key, got)
+		}
+	}
+}

@@ -46,6 +46,20 @@ func Default() Config {
 			},
 			TOTP: TOTP{Issuer: "stepup-bridge", Digits: 6, Period: 30, Algorithm: "SHA1", Skew: 1},
 			HOTP: HOTP{Digits: 6, LookAhead: 10},
+			FlashCall: FlashCall{
+				Provider: "log", Digits: 4, TTL: 2 * time.Minute, MaxAttempts: 3,
+				ResendCooldown: 30 * time.Second, SendsPerUserPerHour: 5, SendsPerDestinationPerHour: 5,
+				Sinch: Sinch{BaseURL: "https://verification.api.sinch.com"},
+			},
+			SMS: OneTimeCode{
+				Sender: "log", TTL: 5 * time.Minute, ResendCooldown: 30 * time.Second,
+				SendsPerUserPerHour: 5, SendsPerDestinationPerHour: 5,
+			},
+			Email: OneTimeCode{
+				Sender: "log", TTL: 5 * time.Minute, ResendCooldown: 30 * time.Second,
+				SendsPerUserPerHour: 5, SendsPerDestinationPerHour: 5,
+				Subject: "Your verification code", SMTP: SMTP{Port: 587, TLS: "starttls"},
+			},
 		},
 		StepUp: StepUp{
 			ChallengeTTL:     5 * time.Minute,
@@ -66,5 +80,6 @@ func Default() Config {
 		},
 		Policies: Policies{Watch: true},
 		Admin:    Admin{Role: "stepup-admin"},
+		Delivery: Delivery{Timeout: 5 * time.Second, Retries: 2, Backoff: 200 * time.Millisecond},
 	}
 }

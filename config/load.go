@@ -192,6 +192,7 @@ func Load(src Source) (Config, error) {
 	if len(problems) > 0 {
 		return Config{}, &Error{Problems: problems}
 	}
+	cfg.DevMode = base.DevMode // not a key: only dev mode's Base sets it
 	if err := cfg.readSecretFiles(); err != nil {
 		return Config{}, err
 	}
@@ -306,6 +307,11 @@ func (c *Config) readSecretFiles() error {
 	read("keycloak.admin_client_secret_file", c.Keycloak.AdminClientSecretFile, &c.Keycloak.AdminClientSecret)
 	read("store.postgres.dsn_file", c.Store.Postgres.DSNFile, &c.Store.Postgres.DSN)
 	read("secrets.pepper_file", c.Secrets.PepperFile, &c.Secrets.Pepper)
+	read("factors.flash_call.sinch.app_secret_file", c.Factors.FlashCall.Sinch.AppSecretFile, &c.Factors.FlashCall.Sinch.AppSecret)
+	read("factors.flash_call.webhook.secret_file", c.Factors.FlashCall.Webhook.SecretFile, &c.Factors.FlashCall.Webhook.Secret)
+	read("factors.sms.webhook.secret_file", c.Factors.SMS.Webhook.SecretFile, &c.Factors.SMS.Webhook.Secret)
+	read("factors.email.webhook.secret_file", c.Factors.Email.Webhook.SecretFile, &c.Factors.Email.Webhook.Secret)
+	read("factors.email.smtp.password_file", c.Factors.Email.SMTP.PasswordFile, &c.Factors.Email.SMTP.Password)
 	if p := c.Secrets.EncryptionKeysFile; p != "" {
 		var all Secret
 		read("secrets.encryption_keys_file", p, &all)

@@ -239,6 +239,8 @@ func (c Config) Validate() error {
 		p.add("factors.hotp.look_ahead", "%d is outside 1..100", c.Factors.HOTP.LookAhead)
 	}
 
+	c.validateDelivery(&p)
+
 	if c.StepUp.ChallengeTTL <= 0 || c.StepUp.ChallengeTTL > 15*time.Minute {
 		p.add("stepup.challenge_ttl", "%s is outside (0, 15m]", c.StepUp.ChallengeTTL)
 	}
@@ -326,4 +328,106 @@ func isDigits(s string) bool {
 		}
 	}
 	return true
+}
+
+func (c Config) validateDelivery(p *problems) {
+	enabled := func(f string) bool { return contains(c.Factors.Enabled, f) }
+	fc := c.Factors.FlashCall
+	if enabled("flash_call") {
+		p.oneOf("factors.flash_call.provider", fc.Provider, "sinch", "webhook", "log")
+		if fc.Digits < 3 || fc.Digits > 6 {
+			p.add("factors.flash_call.digits", "%d is outside 3..6", fc.Digits)
+		}
+		if fc.TTL <= 0 || fc.TTL > 2*time.Minute {
+			p.add("factors.flash_call.ttl", "%s is outside (0, 2m]", fc.TTL)
+		}
+		if fc.MaxAttempts < 1 || fc.MaxAttempts > 3 {
+			p.add("factors.flash_call.max_attempts", "%d is outside 1..3", fc.MaxAttempts)
+		}
+		p.sendLimits("factors.flash_call", fc.ResendCooldown, fc.SendsPerUserPerHour, fc.SendsPerDestinationPerHour)
+		switch fc.Provider {
+		case "sinch":
+			p.url("factors.flash_call.sinch.base_url", fc.Sinch.BaseURL)
+			if fc.Sinch.AppKey == "" {
+				p.add("factors.flash_call.sinch.app_key", "is required with provider sinch")
+			}
+			if !fc.Sinch.AppSecret.IsSet() {
+				p.add("factors.flash_call.sinch.app_secret", "is required with provider sinch (or app_secret_file)")
+			}
+		case "webhook":
+			p.webhook("factors.flash_call.webhook", fc.Webhook)
+		case "log":
+			p.devOnly("factors.flash_call.provider", c.DevMode)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		otc  OneTimeCode
+	}{{"sms", c.Factors.SMS}, {"email", c.Factors.Email}} {
+		if !enabled(f.name) {
+			continue
+		}
+		key := "factors." + f.name
+		senders := []string{"webhook", "log"}
+		if f.name == "email" {
+			senders = append(senders, "smtp")
+		}
+		p.oneOf(key+".sender", f.otc.Sender, senders...)
+		if f.otc.TTL <= 0 || f.otc.TTL > 5*time.Minute {
+			p.add(key+".ttl", "%s is outside (0, 5m]", f.otc.TTL)
+		}
+		p.sendLimits(key, f.otc.ResendCooldown, f.otc.SendsPerUserPerHour, f.otc.SendsPerDestinationPerHour)
+		switch f.otc.Sender {
+		case "webhook":
+			p.webhook(key+".webhook", f.otc.Webhook)
+		case "smtp":
+			s := f.otc.SMTP
+			if s.Host == "" {
+				p.add(key+".smtp.host", "is required with sender smtp")
+			}
+			if s.Port < 1 || s.Port > 65535 {
+				p.add(key+".smtp.port", "%d is not a port", s.Port)
+			}
+			p.oneOf(key+".smtp.tls", s.TLS, "starttls", "tls", "none")
+			if s.From == "" {
+				p.add(key+".smtp.from", "is required with sender smtp")
+			}
+		case "log":
+			p.devOnly(key+".sender", c.DevMode)
+		}
+	}
+	p.positive("delivery.timeout", c.Delivery.Timeout)
+	if c.Delivery.Retries < 0 || c.Delivery.Retries > 5 {
+		p.add("delivery.retries", "%d is outside 0..5", c.Delivery.Retries)
+	}
+	p.positive("delivery.backoff", c.Delivery.Backoff)
+}
+
+func (p *problems) sendLimits(key string, cooldown time.Duration, perUser, perDest int) {
+	if cooldown < 0 {
+		p.add(key+".resend_cooldown", "is negative")
+	}
+	if perUser < 1 {
+		p.add(key+".sends_per_user_per_hour", "is below 1")
+	}
+	if perDest < 1 {
+		p.add(key+".sends_per_destination_per_hour", "is below 1")
+	}
+}
+
+func (p *problems) webhook(key string, w Webhook) {
+	if w.URL == "" {
+		p.add(key+".url", "is required with the webhook provider")
+	} else {
+		p.url(key+".url", w.URL)
+	}
+	if len(w.Secret.Reveal()) < 16 {
+		p.add(key+".secret", "is required with the webhook provider, at least 16 characters (or secret_file)")
+	}
+}
+
+func (p *problems) devOnly(key string, dev bool) {
+	if !dev {
+		p.add(key, "log prints codes and is allowed only in `stepup-bridge dev`; choose a real provider")
+	}
 }
