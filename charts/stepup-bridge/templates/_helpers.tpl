@@ -111,6 +111,17 @@ volume; no secret value is ever rendered.
   "store" $store
   "secrets" (dict "encryption_keys_file" (printf "%s/encryption-keys" $secrets) "pepper_file" (printf "%s/pepper" $secrets))
 -}}
+{{- range $i, $x := $v.extraSecretFiles -}}
+{{- $node := $managed -}}
+{{- $parts := splitList "." $x.configKey -}}
+{{- range $p := initial $parts -}}
+{{- if not (hasKey $node $p) -}}
+{{- $_ := set $node $p (dict) -}}
+{{- end -}}
+{{- $node = index $node $p -}}
+{{- end -}}
+{{- $_ := set $node (last $parts) (printf "%s/extra-%d" $secrets $i) -}}
+{{- end -}}
 {{- if $v.policies -}}
 {{- $_ := set $managed "policies" (dict "file" (printf "%s/policies.yaml" (include "stepup-bridge.configDir" .))) -}}
 {{- end -}}
@@ -153,6 +164,13 @@ volume; no secret value is ever rendered.
           items:
             - key: {{ .Values.store.postgres.dsn.key }}
               path: postgres-dsn
+      {{- end }}
+      {{- range $i, $x := .Values.extraSecretFiles }}
+      - secret:
+          name: {{ $x.existingSecret }}
+          items:
+            - key: {{ $x.key }}
+              path: extra-{{ $i }}
       {{- end }}
       {{- if .Values.keycloak.caBundle.configMap }}
       - configMap:
