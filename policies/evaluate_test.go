@@ -54,7 +54,9 @@ func TestDecideEffectiveLevel(t *testing.T) {
 		{"level 1 token on fresh rule", "/fresh/a", base(nil), InsufficientAuthentication, "", nil},
 		{"fresh step-up entry", "/fresh/a", base(func(f *Facts) { f.StepUp = []StepUpEntry{entry("s1", "2", time.Minute, time.Hour, "pin")} }), Allow, "2", []string{"pin"}},
 		{"max_age boundary is inclusive", "/fresh/a", base(func(f *Facts) { f.StepUp = []StepUpEntry{entry("s1", "2", 5*time.Minute, time.Hour, "pin")} }), Allow, "2", []string{"pin"}},
-		{"entry too old for max_age", "/fresh/a", base(func(f *Facts) { f.StepUp = []StepUpEntry{entry("s1", "2", 5*time.Minute+time.Second, time.Hour, "pin")} }), InsufficientAuthentication, "", nil},
+		{"entry too old for max_age", "/fresh/a", base(func(f *Facts) {
+			f.StepUp = []StepUpEntry{entry("s1", "2", 5*time.Minute+time.Second, time.Hour, "pin")}
+		}), InsufficientAuthentication, "", nil},
 		{"entry of another session", "/fresh/a", base(func(f *Facts) { f.StepUp = []StepUpEntry{entry("s2", "2", time.Minute, time.Hour, "pin")} }), InsufficientAuthentication, "", nil},
 		{"token without sid ignores entries", "/fresh/a", base(func(f *Facts) {
 			f.SessionID = ""

@@ -101,6 +101,13 @@ func (p *Policy) Match(req Request) (rule *Rule, ok bool) {
 type pathPattern struct {
 	raw  string
 	segs []string
+	// prefix is the literal part before the first wildcard, with a
+	// trailing slash ("/api/profile/" for "/api/profile/**"): a cheap
+	// first test. "/api/profile" itself is checked by exact.
+	prefix string
+	// exact is prefix without its slash when the pattern may match zero
+	// segments after it ("/a/**"), else "".
+	exact string
 	// literal is set when the pattern has no wildcard: one string compare.
 	literal bool
 }
@@ -131,6 +138,21 @@ func compilePath(s string) (pathPattern, error) {
 		}
 		p.segs = append(p.segs, seg)
 	}
+	if !p.literal {
+		var b strings.Builder
+		b.WriteByte('/')
+		for _, seg := range p.segs {
+			if seg == "*" || seg == "**" {
+				break
+			}
+			b.WriteString(seg)
+			b.WriteByte('/')
+		}
+		p.prefix = b.String()
+		if p.prefix != "/" {
+			p.exact = strings.TrimSuffix(p.prefix, "/")
+		}
+	}
 	return p, nil
 }
 
@@ -146,6 +168,9 @@ func matchAnyPath(ps []pathPattern, reqPath string) bool {
 func (p *pathPattern) match(reqPath string) bool {
 	if p.literal {
 		return reqPath == p.raw
+	}
+	if !strings.HasPrefix(reqPath, p.prefix) && reqPath != p.exact {
+		return false
 	}
 	rest := reqPath
 	if len(rest) > 0 && rest[0] == '/' {
@@ -248,8 +273,10 @@ func normalizeHost(host string) string {
 	if host == "" {
 		return ""
 	}
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if strings.IndexByte(host, ':') >= 0 {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	host = strings.Trim(host, "[]")
 	host = strings.TrimSuffix(host, ".")
