@@ -22,6 +22,8 @@ const auditColumns = `seq, time, type, actor, user_id, factor, session_id, ip, o
 
 // AppendAudit stores e and returns it with Seq set (and Time in UTC,
 // microsecond precision). e.Time is required: the store reads no clock.
+// Invalid UTF-8 and NUL in its text become U+FFFD, as in the postgres
+// backend, so both keep the same record of the same event.
 //
 // Seq follows commit order: writes are serialised (one immediate
 // transaction at a time on the file), and the AUTOINCREMENT key never
@@ -30,6 +32,7 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) (store.Audi
 	if e.Time.IsZero() {
 		return store.AuditEvent{}, errors.New("sqlite: audit event without Time")
 	}
+	e = cleanEvent(e)
 	details, err := detailsJSON(e.Details)
 	if err != nil {
 		return store.AuditEvent{}, err
@@ -48,9 +51,6 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) (store.Audi
 		return store.AuditEvent{}, err
 	}
 	e.Time = time.UnixMicro(e.Time.UnixMicro()).UTC()
-	if len(e.Details) == 0 {
-		e.Details = nil
-	}
 	return e, nil
 }
 
@@ -151,4 +151,26 @@ func detailsJSON(d map[string]string) (any, error) {
 		return nil, fmt.Errorf("sqlite: encoding audit details: %w", err)
 	}
 	return string(b), nil
+}
+
+// cleanEvent replaces invalid UTF-8 and NUL with U+FFFD, and drops an
+// empty Details map.
+func cleanEvent(e store.AuditEvent) store.AuditEvent {
+	for _, p := range []*string{&e.Type, &e.Actor, &e.UserID, &e.Factor, &e.SessionID, &e.IP, &e.Outcome} {
+		*p = cleanText(*p)
+	}
+	if len(e.Details) == 0 {
+		e.Details = nil
+		return e
+	}
+	d := make(map[string]string, len(e.Details))
+	for k, v := range e.Details {
+		d[cleanText(k)] = cleanText(v)
+	}
+	e.Details = d
+	return e
+}
+
+func cleanText(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }

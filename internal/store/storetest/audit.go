@@ -73,6 +73,25 @@ func testAudit(t *testing.T, newStore func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("KeepsEventsWithUnstorableText", func(t *testing.T) {
+		s := newStore(t)
+		e := event("stepup.failure", "u\x00ser", at(0))
+		e.Actor = "bad \xff utf8"
+		e.Details = map[string]string{"user-agent": "curl\x00/8", "k\xfe": "v"}
+		got, err := s.AppendAudit(t.Context(), e)
+		mustNil(t, "AppendAudit with NUL and invalid UTF-8", err)
+		want := e
+		want.UserID, want.SessionID, want.Actor = "u\uFFFDser", "sid-u\uFFFDser", "bad \uFFFD utf8"
+		want.Details = map[string]string{"user-agent": "curl\uFFFD/8", "k\uFFFD": "v"}
+		checkEvent(t, got, want)
+		listed, err := s.ListAudit(t.Context(), store.AuditQuery{})
+		mustNil(t, "ListAudit", err)
+		if len(listed) != 1 {
+			t.Fatalf("ListAudit returned %d events, want 1", len(listed))
+		}
+		checkEvent(t, listed[0], want)
+	})
+
 	t.Run("RefusesEventWithoutTime", func(t *testing.T) {
 		s := newStore(t)
 		if _, err := s.AppendAudit(t.Context(), event("x", "u1", time.Time{})); err == nil {

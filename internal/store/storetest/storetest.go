@@ -16,7 +16,8 @@
 //     comes back as the zero time.
 //   - Data comes back byte for byte, nil as nil and an empty slice as an
 //     empty non-nil slice. Audit Details come back equal; an empty map may
-//     come back as nil.
+//     come back as nil. Invalid UTF-8 and NUL in audit text come back as
+//     U+FFFD: an event is never lost to its encoding.
 //   - DeleteExpiredChallenges(before) removes what AttemptChallenge would
 //     call expired at before (ExpiresAt <= before), ordered by ExpiresAt.
 //   - IncrementCounter and GetCounter refuse a window shorter than a

@@ -1,0 +1,269 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stepup-bridge/stepup-bridge/internal/store"
+	"github.com/stepup-bridge/stepup-bridge/internal/store/sqlmigrate"
+	"github.com/stepup-bridge/stepup-bridge/internal/store/storetest"
+)
+
+// defaultTestDSN is the local server these tests use unless
+// STEPUP_TEST_POSTGRES_DSN says otherwise.
+const defaultTestDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// testMaxConns keeps each test store's pool small: the suite opens many.
+const testMaxConns = 5
+
+func testDSN() string {
+	if v := os.Getenv("STEPUP_TEST_POSTGRES_DSN"); v != "" {
+		return v
+	}
+	return defaultTestDSN
+}
+
+// freshSchema creates a schema with a random name, drops it when t ends,
+// and returns a DSN whose search_path is that schema: every test gets its
+// own tables, so test packages running at once never collide. It skips t
+// (fails it when CI=true) if PostgreSQL cannot be reached.
+func freshSchema(t *testing.T) string {
+	t.Helper()
+	base := testDSN()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn := connectOrSkip(ctx, t, base)
+	defer conn.Close(context.WithoutCancel(ctx))
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	schema := "storetest_" + hex.EncodeToString(b[:])
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("creating schema %s: %v", schema, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+		}
+	})
+	return withSearchPath(t, base, schema)
+}
+
+// connectOrSkip connects to dsn, or skips t (fails it when CI=true, where
+// PostgreSQL must be there) with a message naming the DSN.
+func connectOrSkip(ctx context.Context, t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL at %s is unreachable and CI=true: %v", dsn, err)
+		}
+		t.Skipf("skipping: PostgreSQL at %s is unreachable (set STEPUP_TEST_POSTGRES_DSN to test against another server): %v", dsn, err)
+	}
+	return conn
+}
+
+// requirePostgres skips (or, with CI=true, fails) a whole test up front,
+// instead of once per subtest.
+func requirePostgres(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	connectOrSkip(ctx, t, testDSN()).Close(ctx)
+}
+
+func withSearchPath(t *testing.T, dsn, schema string) string {
+	t.Helper()
+	if !strings.Contains(dsn, "://") {
+		return dsn + " search_path=" + schema
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatalf("parsing STEPUP_TEST_POSTGRES_DSN: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func openDSN(t *testing.T, dsn string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), Config{DSN: dsn, MaxConns: testMaxConns})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	// Registered after freshSchema's cleanup, so it runs first.
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	requirePostgres(t)
+	storetest.Run(t, func(t *testing.T) store.Store { return openDSN(t, freshSchema(t)) })
+}
+
+// TestReplicas opens two pools on one schema, as two replicas would.
+func TestReplicas(t *testing.T) {
+	requirePostgres(t)
+	storetest.RunReplicas(t, func(t *testing.T) (store.Store, store.Store) {
+		dsn := freshSchema(t)
+		return openDSN(t, dsn), openDSN(t, dsn)
+	})
+}
+
+func TestConcurrentMigration(t *testing.T) {
+	dsn := freshSchema(t)
+	const replicas = 4
+	var wg sync.WaitGroup
+	stores := make([]*Store, replicas)
+	errs := make([]error, replicas)
+	for i := range replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stores[i], errs[i] = Open(t.Context(), Config{DSN: dsn, MaxConns: 2})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("replica %d: Open: %v", i, err)
+		}
+		t.Cleanup(func() { _ = stores[i].Close() })
+	}
+	all, err := sqlmigrate.Load(migrations, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := stores[0].SchemaVersion(t.Context())
+	if err != nil || v != len(all) {
+		t.Fatalf("SchemaVersion = %d, %v; want %d", v, err, len(all))
+	}
+	var rows int
+	if err := stores[1].pool.QueryRow(t.Context(), `SELECT count(*) FROM schema_migrations`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != len(all) {
+		t.Fatalf("%d migration rows after %d concurrent opens, want %d", rows, replicas, len(all))
+	}
+}
+
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	dsn := freshSchema(t)
+	s := openDSN(t, dsn)
+	if _, err := s.pool.Exec(t.Context(), `INSERT INTO schema_migrations (version, name) VALUES (999, '0999_future.sql')`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(t.Context(), Config{DSN: dsn})
+	if !errors.Is(err, sqlmigrate.ErrSchemaTooNew) {
+		t.Fatalf("Open of a newer schema = %v, want ErrSchemaTooNew", err)
+	}
+}
+
+func TestAuditRefusesUpdateAndTruncate(t *testing.T) {
+	s := openDSN(t, freshSchema(t))
+	ctx := t.Context()
+	e, err := s.AppendAudit(ctx, store.AuditEvent{Time: time.Unix(1700000000, 0), Type: "stepup.success", UserID: "u1", Outcome: "success"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{`UPDATE audit SET outcome = 'failure' WHERE seq = $1`, `TRUNCATE audit`} {
+		args := []any{e.Seq}
+		if strings.HasPrefix(stmt, "TRUNCATE") {
+			args = nil
+		}
+		if _, err := s.pool.Exec(ctx, stmt, args...); err == nil {
+			t.Fatalf("%s succeeded on the audit table", stmt)
+		}
+	}
+	got, err := s.ListAudit(ctx, store.AuditQuery{})
+	if err != nil || len(got) != 1 || got[0].Outcome != "success" {
+		t.Fatalf("after refused UPDATE: %+v, %v", got, err)
+	}
+	if n, err := s.PruneAudit(ctx, time.Unix(1800000000, 0)); err != nil || n != 1 {
+		t.Fatalf("PruneAudit = %d, %v; want 1 (DELETE stays allowed for retention)", n, err)
+	}
+}
+
+func TestOpenUnreachableFailsFast(t *testing.T) {
+	// A listener that accepts connections and never answers: without a
+	// connect timeout the startup would wait forever.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	cases := []struct {
+		name  string
+		cfg   Config
+		limit time.Duration
+	}{
+		{"refused port", Config{DSN: "postgres://postgres@127.0.0.1:1/test?sslmode=disable"}, 5 * time.Second},
+		{"silent server, default timeout from ConnectTimeout", Config{
+			DSN: "postgres://postgres@" + silent.Addr().String() + "/test?sslmode=disable", ConnectTimeout: 300 * time.Millisecond,
+		}, 5 * time.Second},
+		{"silent server, connect_timeout in the DSN", Config{
+			DSN: "postgres://postgres@" + silent.Addr().String() + "/test?sslmode=disable&connect_timeout=1",
+		}, 5 * time.Second},
+		{"empty DSN", Config{}, time.Second},
+		{"unparsable DSN", Config{DSN: "postgres://u:secret@[::1"}, time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			s, err := Open(t.Context(), tc.cfg)
+			if err == nil {
+				s.Close()
+				t.Fatal("Open succeeded")
+			}
+			if d := time.Since(start); d > tc.limit {
+				t.Fatalf("Open took %v to fail, want under %v", d, tc.limit)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Fatalf("error reveals the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestMaxConnsDefault(t *testing.T) {
+	dsn := freshSchema(t)
+	s, err := Open(t.Context(), Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.pool.Config().MaxConns; got != DefaultMaxConns {
+		t.Fatalf("MaxConns = %d, want %d", got, DefaultMaxConns)
+	}
+}
