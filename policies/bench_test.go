@@ -2,6 +2,8 @@ package policies
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -71,5 +73,28 @@ func BenchmarkNormalizePath(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func BenchmarkMiddleware(b *testing.B) {
+	ti := newTestIssuer(b)
+	now := time.Now()
+	c := ti.claims(now, "s1")
+	c["stepup"] = stepUpClaim(StepUpEntry{SID: "s1", ACR: "2", AMR: []string{"pin"}, IAT: now.Unix(), EXP: now.Unix() + 600})
+	tok := "Bearer " + ti.sign(b, c)
+	mw, err := Middleware(b.Context(), Config{Issuer: ti.issuer, Audiences: []string{"orders-api"}, Policy: benchPolicy(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := mw(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	r := httptest.NewRequest("GET", "/api/orders/7", nil)
+	r.Header.Set("Authorization", tok)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusNoContent {
+			b.Fatalf("status %d", w.Code)
+		}
 	}
 }

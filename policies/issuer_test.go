@@ -22,7 +22,7 @@ type testIssuer struct {
 	issuer string
 }
 
-func newTestIssuer(t *testing.T) *testIssuer {
+func newTestIssuer(t testing.TB) *testIssuer {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -52,12 +52,12 @@ func (ti *testIssuer) claims(now time.Time, sid string) map[string]any {
 	}
 }
 
-func (ti *testIssuer) sign(t *testing.T, claims map[string]any) string {
+func (ti *testIssuer) sign(t testing.TB, claims map[string]any) string {
 	t.Helper()
 	return signWith(t, ti.key, ti.kid, claims)
 }
 
-func signWith(t *testing.T, key *rsa.PrivateKey, kid string, claims map[string]any) string {
+func signWith(t testing.TB, key *rsa.PrivateKey, kid string, claims map[string]any) string {
 	t.Helper()
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key},
 		(&jose.SignerOptions{}).WithHeader("kid", kid).WithType("JWT"))
