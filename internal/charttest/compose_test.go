@@ -540,3 +540,18 @@ func packageDeclaresVar(t *testing.T, dir, name string) bool {
 	}
 	return false
 }
+
+// TestOperationsDocListsRoles keeps docs/operations.md in step with the
+// roles the demo realm grants and the tests require.
+func TestOperationsDocListsRoles(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range serviceAccountRoles {
+		if !bytes.Contains(raw, []byte("| `"+role+"` |")) {
+			t.Errorf("docs/operations.md has no table row for realm-management role %s", role)
+		}
+	}
+}
