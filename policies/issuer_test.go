@@ -90,3 +90,12 @@ func stepUpClaim(entries ...StepUpEntry) []any {
 	}
 	return out
 }
+
+// newHTTPServer serves h on a loopback port for the test's lifetime and
+// returns its base URL.
+func newHTTPServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
