@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -323,4 +325,20 @@ func Keyring(t testing.TB) *keyring.Keyring {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// RequireTool returns the path of an external program a test depends on.
+// When it is missing the test fails under CI=true and is skipped
+// otherwise, naming the Debian package that provides it.
+func RequireTool(t testing.TB, name, debianPackage string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is required in CI: install the Debian package %s", name, debianPackage)
+	}
+	t.Skipf("%s not found: install the Debian package %s to run this test", name, debianPackage)
+	return ""
 }
