@@ -38,7 +38,7 @@ func testDSN() string {
 // and returns a DSN whose search_path is that schema: every test gets its
 // own tables, so test packages running at once never collide. It skips t
 // (fails it when CI=true) if PostgreSQL cannot be reached.
-func freshSchema(t *testing.T) string {
+func freshSchema(t testing.TB) string {
 	t.Helper()
 	base := testDSN()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -71,7 +71,7 @@ func freshSchema(t *testing.T) string {
 
 // connectOrSkip connects to dsn, or skips t (fails it when CI=true, where
 // PostgreSQL must be there) with a message naming the DSN.
-func connectOrSkip(ctx context.Context, t *testing.T, dsn string) *pgx.Conn {
+func connectOrSkip(ctx context.Context, t testing.TB, dsn string) *pgx.Conn {
 	t.Helper()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -92,7 +92,7 @@ func requirePostgres(t *testing.T) {
 	connectOrSkip(ctx, t, testDSN()).Close(ctx)
 }
 
-func withSearchPath(t *testing.T, dsn, schema string) string {
+func withSearchPath(t testing.TB, dsn, schema string) string {
 	t.Helper()
 	if !strings.Contains(dsn, "://") {
 		return dsn + " search_path=" + schema
@@ -107,7 +107,7 @@ func withSearchPath(t *testing.T, dsn, schema string) string {
 	return u.String()
 }
 
-func openDSN(t *testing.T, dsn string) *Store {
+func openDSN(t testing.TB, dsn string) *Store {
 	t.Helper()
 	s, err := Open(t.Context(), Config{DSN: dsn, MaxConns: testMaxConns})
 	if err != nil {
@@ -266,4 +266,9 @@ func TestMaxConnsDefault(t *testing.T) {
 	if got := s.pool.Config().MaxConns; got != DefaultMaxConns {
 		t.Fatalf("MaxConns = %d, want %d", got, DefaultMaxConns)
 	}
+}
+
+func BenchmarkStore(b *testing.B) {
+	s := openDSN(b, freshSchema(b))
+	storetest.Benchmark(b, s)
 }

@@ -178,3 +178,12 @@ func TestWriteWaitRespectsContext(t *testing.T) {
 		t.Fatalf("waited %v for a 50ms context", time.Since(start))
 	}
 }
+
+func BenchmarkStore(b *testing.B) {
+	s, err := Open(b.Context(), Config{Path: filepath.Join(b.TempDir(), "bench.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storetest.Benchmark(b, s)
+}
