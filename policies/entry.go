@@ -39,3 +39,8 @@ func FactsFromClaims(c *token.Claims) Facts {
 	}
 	return f
 }
+
+// ErrKeySetUnavailable is the verifier's sentinel for "the signing keys
+// could not be fetched", re-exported: a custom TokenVerifier wraps it so
+// the answer is 503 (never allow) instead of 401.
+var ErrKeySetUnavailable = token.ErrKeySetUnavailable

@@ -102,7 +102,6 @@ func (d Decision) RuleLabel() string {
 // session that has not expired and whose iat is within max_age; with
 // factors set, only authentications whose amr names one of them count.
 func (p *Policy) Decide(req Request, f *Facts, now time.Time) Decision {
-	req.Method = upperASCII(req.Method)
 	rule, ok := p.Match(req)
 	if !ok {
 		return Decision{Outcome: Deny, Rule: rule, Reason: "the request host is unknown"}

@@ -63,7 +63,8 @@ func (p *Policy) DefaultAllow() bool { return p.defaultAllow }
 func (p *Policy) Spec() File { return p.src }
 
 // Request is what a rule is matched against. Path must already be
-// normalized (NormalizePath); Host may carry a port, which is ignored.
+// normalized (NormalizePath); Host may carry a port, which is ignored;
+// Method is compared upper-cased.
 type Request struct {
 	Method string
 	Host   string
@@ -75,6 +76,7 @@ type Request struct {
 // host is unknown (empty); Match then reports ok=false so the caller
 // denies rather than letting the request fall through to a weaker rule.
 func (p *Policy) Match(req Request) (rule *Rule, ok bool) {
+	req.Method = upperASCII(req.Method)
 	host := normalizeHost(req.Host)
 	for _, r := range p.rules {
 		if len(r.methods) > 0 && !slices.Contains(r.methods, req.Method) {

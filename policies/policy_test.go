@@ -47,9 +47,7 @@ func TestMatchPrecedence(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req := tt.req
-			req.Method = upperASCII(req.Method)
-			r, ok := p.Match(req)
+			r, ok := p.Match(tt.req)
 			got := ""
 			if r != nil {
 				got = r.Label()
