@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stepup-bridge/stepup-bridge/config"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
 	"github.com/stepup-bridge/stepup-bridge/internal/store/sqlite"
 	"github.com/stepup-bridge/stepup-bridge/internal/token"
@@ -518,5 +520,45 @@ func TestMetrics(t *testing.T) {
 	}
 	if err := b.RegisterMetrics(reg); err == nil {
 		t.Error("second registration accepted")
+	}
+}
+
+func TestFromConfig(t *testing.T) {
+	t.Parallel()
+	f := newFakeKeycloak(t)
+	f.addUser("u1", "alice", "right", nil)
+	var c config.Config
+	c.Keycloak.URL = f.srv.URL + "/"
+	c.Keycloak.Realm = "demo"
+	c.Keycloak.ClientID = "web"
+	c.Keycloak.AdminClientID = "sidecar-admin"
+	c.Keycloak.AdminClientSecret = config.Secret(f.adminSecret)
+	c.Claims.Attribute = "mfa"
+	b, err := FromConfig(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if got, want := b.Issuer(), f.srv.URL+"/realms/demo"; got != want {
+		t.Errorf("Issuer = %q, want %q", got, want)
+	}
+	if b.Attribute() != "mfa" {
+		t.Errorf("Attribute = %q", b.Attribute())
+	}
+	if _, err := b.GetUser(context.Background(), "u1"); err != nil {
+		t.Errorf("GetUser through the configured bridge: %v", err)
+	}
+
+	c.Keycloak.CAFile = filepath.Join(t.TempDir(), "missing.pem")
+	if _, err := FromConfig(c, nil); err == nil {
+		t.Error("missing CA file accepted")
+	}
+	notPEM := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.Keycloak.CAFile = notPEM
+	if _, err := FromConfig(c, nil); err == nil {
+		t.Error("CA file without a certificate accepted")
 	}
 }
