@@ -9,8 +9,15 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/stepup-bridge/stepup-bridge/bridge"
+	"github.com/stepup-bridge/stepup-bridge/factors"
+	"github.com/stepup-bridge/stepup-bridge/internal/stepup"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
+	"github.com/stepup-bridge/stepup-bridge/internal/token"
 )
+
+// bearerRealm names the sidecar in WWW-Authenticate challenges.
+const bearerRealm = `Bearer realm="stepup-bridge"`
 
 // apiError is the one JSON error shape of the API: {error, error_description}.
 // Error codes follow OAuth 2.0 / RFC 6750 / RFC 9470 where one fits.
@@ -20,6 +27,10 @@ type apiError struct {
 	Description string `json:"error_description"`
 	// RetryAfter, when set, becomes a Retry-After header (429, 503).
 	RetryAfter time.Duration `json:"-"`
+	// Challenge, when set, becomes the WWW-Authenticate header (401).
+	Challenge string `json:"-"`
+	// Extra fields merged into the body (mfa_token, factors, ...).
+	Extra map[string]any `json:"-"`
 }
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Description }
@@ -36,28 +47,109 @@ func errUnavailable(what string) *apiError {
 }
 
 // toAPIError maps every error the handlers see to a status and code, in this
-// one place. Unknown errors are 500 without detail (the detail is logged).
+// one place. An error it does not know is a failure of a dependency (a
+// store or Keycloak error wrapped on its way up): 503, never success.
 func toAPIError(err error) *apiError {
 	var ae *apiError
 	if errors.As(err, &ae) {
+		if ae == errNoToken {
+			c := *ae
+			c.Challenge = bearerRealm
+			return &c
+		}
 		return ae
 	}
-	var mbe *http.MaxBytesError
+	var (
+		mbe     *http.MaxBytesError
+		locked  *factors.LockedError
+		limited *factors.RateLimitedError
+		wrong   *stepup.InvalidCodeError
+		input   *factors.InputError
+	)
+	e := func(status int, code, desc string) *apiError {
+		return &apiError{Status: status, Code: code, Description: desc}
+	}
 	switch {
 	case errors.As(err, &mbe):
-		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "invalid_request",
-			Description: fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)}
+		return e(http.StatusRequestEntityTooLarge, "invalid_request", fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
+
+	// Tokens: a bad token says only that it is bad (RFC 6750 3.1).
+	case errors.Is(err, token.ErrKeySetUnavailable):
+		return errUnavailable("Keycloak's signing keys")
+	case errors.Is(err, token.ErrMalformed), errors.Is(err, token.ErrInvalidAlgorithm), errors.Is(err, token.ErrUnknownKey),
+		errors.Is(err, token.ErrInvalidSignature), errors.Is(err, token.ErrInvalidIssuer), errors.Is(err, token.ErrInvalidAudience),
+		errors.Is(err, token.ErrExpired), errors.Is(err, token.ErrNotYetValid), errors.Is(err, token.ErrInvalidType):
+		a := e(http.StatusUnauthorized, "invalid_token", "the access token is invalid or expired")
+		a.Challenge = bearerRealm + `, error="invalid_token", error_description="the access token is invalid or expired"`
+		return a
+
+	// Flows.
+	case errors.As(err, &wrong):
+		a := e(http.StatusBadRequest, "invalid_code", "the code is wrong")
+		a.Extra = map[string]any{"attempts_remaining": wrong.Remaining}
+		return a
+	case errors.Is(err, stepup.ErrNoSession):
+		return e(http.StatusForbidden, "access_denied", "the token has no user session; step-up is for users")
+	case errors.Is(err, stepup.ErrFactorUnavailable), errors.Is(err, factors.ErrNotEnrolled):
+		return e(http.StatusBadRequest, "factor_not_available", "the factor is not enabled or not enrolled for this user")
+	case errors.Is(err, stepup.ErrChallengeNotFound):
+		return e(http.StatusNotFound, "not_found", "no such challenge")
+	case errors.Is(err, stepup.ErrLevelUnsupported):
+		return e(http.StatusBadRequest, "invalid_request", "the requested acr_values cannot be granted")
+	case errors.Is(err, stepup.ErrEnrolmentRequired):
+		return e(http.StatusForbidden, "enrolment_required", "a second factor is required; enrol one")
+	case errors.Is(err, stepup.ErrLoginFailed):
+		return e(http.StatusUnauthorized, "mfa_failed", "too many failed attempts; log in again")
+
+	// Factors.
+	case errors.As(err, &locked):
+		a := e(http.StatusTooManyRequests, "locked", "too many failed attempts; try again later")
+		a.RetryAfter = time.Until(locked.Until)
+		return a
+	case errors.As(err, &limited):
+		a := e(http.StatusTooManyRequests, "rate_limited", "too many attempts; try again later")
+		a.RetryAfter = time.Duration(limited.RetryAfterSeconds()) * time.Second
+		return a
+	case errors.As(err, &input):
+		return e(http.StatusBadRequest, "invalid_request", input.Message)
+	case errors.Is(err, factors.ErrInvalidCode), errors.Is(err, factors.ErrReplay):
+		return e(http.StatusBadRequest, "invalid_code", "the code is wrong")
+	case errors.Is(err, factors.ErrUnknownFactor):
+		return e(http.StatusBadRequest, "invalid_request", "unknown or disabled factor")
+	case errors.Is(err, factors.ErrAlreadyEnrolled):
+		return e(http.StatusConflict, "already_enrolled", "the factor is already enrolled; change or remove it first")
+	case errors.Is(err, factors.ErrExpired):
+		return e(http.StatusForbidden, "credential_expired", "the credential has expired; change it")
+
+	// Keycloak. Disabled and wrong password look the same: no enumeration.
+	case errors.Is(err, bridge.ErrInvalidCredentials), errors.Is(err, bridge.ErrAccountDisabled):
+		return e(http.StatusUnauthorized, "invalid_grant", "Invalid user credentials")
+	case errors.Is(err, bridge.ErrAccountNotSetUp):
+		return e(http.StatusBadRequest, "invalid_grant", "Account is not fully set up; finish it in Keycloak")
+	case errors.Is(err, bridge.ErrInvalidGrant):
+		return e(http.StatusBadRequest, "invalid_grant", "the refresh token is no longer valid; log in again")
+	case errors.Is(err, bridge.ErrUnavailable):
+		return errUnavailable("Keycloak")
+
+	// Store.
 	case errors.Is(err, store.ErrNotFound):
-		return &apiError{Status: http.StatusNotFound, Code: "not_found", Description: "no such resource"}
+		return e(http.StatusNotFound, "not_found", "no such resource")
 	case errors.Is(err, store.ErrExpired):
-		return &apiError{Status: http.StatusGone, Code: "expired", Description: "the challenge has expired"}
+		return e(http.StatusGone, "expired", "the challenge has expired")
 	case errors.Is(err, store.ErrConsumed):
-		return &apiError{Status: http.StatusConflict, Code: "already_used", Description: "the challenge was already used"}
+		return e(http.StatusConflict, "already_used", "the challenge was already used")
 	case errors.Is(err, store.ErrTooManyAttempts):
-		return &apiError{Status: http.StatusTooManyRequests, Code: "too_many_attempts", Description: "the challenge has no attempts left"}
+		return e(http.StatusTooManyRequests, "too_many_attempts", "the challenge has no attempts left")
+	case errors.Is(err, errPanic):
+		return e(http.StatusInternalServerError, "server_error", "internal error")
 	}
-	return &apiError{Status: http.StatusInternalServerError, Code: "server_error", Description: "internal error"}
+	// Keycloak misconfiguration (ErrForbidden, ErrClientConfig,
+	// ErrAttributeDropped), a store that does not answer, anything else.
+	return errUnavailable("a dependency")
 }
+
+// errPanic marks a recovered panic: the one case that is 500.
+var errPanic = errors.New("server: panic")
 
 // writeError writes err as JSON and logs server-side failures with the
 // request id. Client errors are logged at debug only.
@@ -71,7 +163,18 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if ae.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((ae.RetryAfter+time.Second-1)/time.Second)))
 	}
-	writeJSON(w, ae.Status, ae)
+	if ae.Challenge != "" {
+		w.Header().Set("WWW-Authenticate", ae.Challenge)
+	}
+	if len(ae.Extra) == 0 {
+		writeJSON(w, ae.Status, ae)
+		return
+	}
+	body := map[string]any{"error": ae.Code, "error_description": ae.Description}
+	for k, v := range ae.Extra {
+		body[k] = v
+	}
+	writeJSON(w, ae.Status, body)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

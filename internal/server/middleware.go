@@ -92,7 +92,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				}
 				s.log.ErrorContext(ctx, "panic serving request", "panic", fmt.Sprint(p), "request_id", id)
 				if rec.status == 0 {
-					s.writeError(rec, r, fmt.Errorf("panic: %v", p))
+					s.writeError(rec, r, fmt.Errorf("%w: %v", errPanic, p))
 				}
 			}
 			route := r.Pattern

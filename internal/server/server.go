@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stepup-bridge/stepup-bridge/config"
+	"github.com/stepup-bridge/stepup-bridge/factors"
+	"github.com/stepup-bridge/stepup-bridge/internal/stepup"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
 )
 
@@ -39,6 +41,17 @@ type Options struct {
 	Checks []Check
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
+	// Verifier verifies Keycloak access tokens for the user endpoints.
+	Verifier Verifier
+	// Factors is the factor registry for the enrolment and management
+	// endpoints; nil leaves them out.
+	Factors *factors.Registry
+	// StepUp runs the step-up and login flows; nil leaves their routes out.
+	StepUp *stepup.Service
+	// Authz is the forward-auth handler mounted at /v1/authz and below
+	// (policies.Authorizer.ForwardAuth with PathPrefix "/v1/authz"); nil
+	// leaves it out.
+	Authz http.Handler
 }
 
 // Server is the sidecar's HTTP server. Build it with New; it is safe for
@@ -52,6 +65,10 @@ type Server struct {
 	checks   []Check
 	now      func() time.Time
 	proxies  []*net.IPNet
+	verifier Verifier
+	stepup   *stepup.Service
+	factors  *factors.Registry
+	authz    http.Handler
 	mux      *http.ServeMux
 	handler  http.Handler
 
@@ -71,6 +88,10 @@ func New(opts Options) (*Server, error) {
 		registry: opts.Registry,
 		checks:   opts.Checks,
 		now:      opts.Now,
+		verifier: opts.Verifier,
+		stepup:   opts.StepUp,
+		factors:  opts.Factors,
+		authz:    opts.Authz,
 		mux:      http.NewServeMux(),
 	}
 	if s.log == nil {
@@ -110,6 +131,13 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	if s.authz != nil {
+		// Every method: nginx and Envoy ask with the original method.
+		// Below /v1/authz/ is Envoy ext_authz's path-prefix mode.
+		s.mux.Handle("/v1/authz", s.authz)
+		s.mux.Handle("/v1/authz/", s.authz)
+	}
+	s.stepUpRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &apiError{Status: http.StatusNotFound, Code: "not_found",
 			Description: "no route for " + r.Method + " " + r.URL.Path})
