@@ -22,6 +22,7 @@ func gocloakDir(t *testing.T) string {
 
 // TestGocloak drives the server through gocloak v13.9.0, the client the bridge uses.
 func TestGocloak(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	g := gocloak.NewClient(e.s.URL())

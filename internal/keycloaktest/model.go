@@ -102,31 +102,30 @@ type passwordCredential struct {
 }
 
 type client struct {
-	id                  string
-	clientID            string
-	name                string
-	description         string
-	enabled             bool
-	secret              string
-	publicClient        bool
-	bearerOnly          bool
-	standardFlow        bool
-	implicitFlow        bool
-	directAccessGrants  bool
-	serviceAccounts     bool
-	consentRequired     bool
-	fullScopeAllowed    bool
-	protocol            string
-	rootURL             string
-	baseURL             string
-	redirectURIs        []string
-	webOrigins          []string
-	attributes          map[string]string
-	defaultScopes       []string // scope ids
-	optionalScopes      []string
-	mappers             []*protocolMapper
-	authenticatorType   string
-	nodeReRegistrations int
+	id                 string
+	clientID           string
+	name               string
+	description        string
+	enabled            bool
+	secret             string
+	publicClient       bool
+	bearerOnly         bool
+	standardFlow       bool
+	implicitFlow       bool
+	directAccessGrants bool
+	serviceAccounts    bool
+	consentRequired    bool
+	fullScopeAllowed   bool
+	protocol           string
+	rootURL            string
+	baseURL            string
+	redirectURIs       []string
+	webOrigins         []string
+	attributes         map[string]string
+	defaultScopes      []string // scope ids
+	optionalScopes     []string
+	mappers            []*protocolMapper
+	authenticatorType  string
 }
 
 type role struct {

@@ -14,6 +14,7 @@ import (
 )
 
 func TestDiscovery(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.do(http.MethodGet, "/realms/stepup-dev/.well-known/openid-configuration", nil, nil)
 	if r.status != http.StatusOK {
@@ -71,6 +72,7 @@ func verifyWithJWKS(t *testing.T, keys []map[string]any, jwt string) bool {
 }
 
 func TestJWKS(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	keys := jwksKeys(t, e)
 	if len(keys) != 2 {
@@ -95,6 +97,7 @@ func TestJWKS(t *testing.T) {
 }
 
 func TestPasswordGrant(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		client     url.Values
@@ -143,6 +146,7 @@ func TestPasswordGrant(t *testing.T) {
 }
 
 func TestAccessTokenClaims(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	tok := e.login("carol", "carol", "openid")
 	at := tok["access_token"].(string)
@@ -197,6 +201,7 @@ func containsAny(list []any, v string) bool {
 }
 
 func TestAdminGetAndPutUser(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	tok := e.serviceToken()
 	id := e.userID(tok, "alice")

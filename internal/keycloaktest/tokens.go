@@ -69,7 +69,6 @@ type grantContext struct {
 	scopes    []*clientScope
 	openid    bool
 	issuer    string
-	clientIP  string
 	roles     map[string]bool // effective role ids within the client's scope
 	scopeText string
 }

@@ -34,6 +34,7 @@ func (e *env) introspect(token string, hdr map[string]string, extra url.Values) 
 }
 
 func TestRefreshTokenRotation(t *testing.T) {
+	t.Parallel()
 	for _, revoke := range []bool{false, true} {
 		t.Run(map[bool]string{false: "reuse allowed", true: "revokeRefreshToken"}[revoke], func(t *testing.T) {
 			e := newEnv(t)
@@ -67,6 +68,7 @@ func TestRefreshTokenRotation(t *testing.T) {
 }
 
 func TestLogoutEndsSession(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	tok := e.login("alice", "alice", "openid")
 	hdr := basicAuth("stepup-login", "stepup-login-secret")
@@ -86,6 +88,7 @@ func TestLogoutEndsSession(t *testing.T) {
 }
 
 func TestIntrospection(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	tok := e.login("bob", "bob", "openid")
 	at := tok["access_token"].(string)
@@ -133,6 +136,7 @@ func TestIntrospection(t *testing.T) {
 }
 
 func TestRevoke(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	hdr := basicAuth("stepup-login", "stepup-login-secret")
 	tok := e.login("alice", "alice", "")
@@ -153,6 +157,7 @@ func TestRevoke(t *testing.T) {
 }
 
 func TestUserinfo(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	tok := e.login("alice", "alice", "openid")
 	r := e.do(http.MethodGet, "/realms/stepup-dev/protocol/openid-connect/userinfo", nil, map[string]string{"Authorization": "Bearer " + tok["access_token"].(string)})
@@ -166,6 +171,7 @@ func TestUserinfo(t *testing.T) {
 }
 
 func TestAccountStateErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		update   map[string]any
@@ -193,6 +199,7 @@ func TestAccountStateErrors(t *testing.T) {
 }
 
 func TestBruteForceAndEnabledUnlock(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	admin := e.adminToken()
 	if r := e.api(http.MethodPut, devAdmin, admin, map[string]any{"bruteForceProtected": true, "failureFactor": 3}); r.status != 204 {
@@ -247,6 +254,7 @@ func (e *env) putProfile(token string, mutate func(up map[string]any)) response 
 }
 
 func TestUserProfileAttributes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	sa := e.serviceToken()
 	id := e.userID(sa, "alice")
@@ -351,6 +359,7 @@ func (e *env) addStepupMapper(token, jsonType string, multivalued bool) {
 }
 
 func TestAttributeMapper(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		jsonType   string
@@ -409,6 +418,7 @@ func TestAttributeMapper(t *testing.T) {
 }
 
 func TestKeyRotation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	old := e.login("alice", "alice", "")["access_token"].(string)
 	if err := e.s.RotateKeys("stepup-dev"); err != nil {
@@ -444,6 +454,7 @@ func TestKeyRotation(t *testing.T) {
 }
 
 func TestAdminPermissions(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	admin := e.adminToken()
 	sa := e.serviceToken()
@@ -497,6 +508,7 @@ func clientUUID(t *testing.T, e *env, token, clientID string) string {
 }
 
 func TestRealmLifecycleAndGocloakExport(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	admin := e.adminToken()
 	export, err := os.ReadFile(filepath.Join(gocloakDir(t), "testdata", "gocloak-realm.json"))
@@ -536,6 +548,7 @@ func TestRealmLifecycleAndGocloakExport(t *testing.T) {
 }
 
 func TestHashedCredentialImport(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// Credentials in the secretData/credentialData form kc.sh export writes.
 	for _, alg := range []string{"pbkdf2-sha256", "pbkdf2-sha512", "argon2"} {
@@ -569,6 +582,7 @@ func TestHashedCredentialImport(t *testing.T) {
 }
 
 func TestFaultHelpers(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	certs := "/realms/stepup-dev/protocol/openid-connect/certs"
 	before := e.s.Requests(certs)

@@ -74,6 +74,12 @@ func defaultUserProfile() upConfig {
 	return up
 }
 
+// upConfigError carries Keycloak's message text verbatim: it becomes the
+// errorMessage of the 400 answer to PUT users/profile.
+type upConfigError string
+
+func (e upConfigError) Error() string { return string(e) }
+
 var attributeNamePattern = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
 
 // parseUserProfile parses and validates a configuration the way
@@ -83,15 +89,15 @@ func parseUserProfile(raw []byte) (upConfig, error) {
 	var up upConfig
 	dec := json.NewDecoder(strings.NewReader(string(raw)))
 	if err := dec.Decode(&up); err != nil {
-		return upConfig{}, fmt.Errorf("Invalid UserProfile configuration: %v", err) //nolint:staticcheck // Keycloak's message text
+		return upConfig{}, upConfigError(fmt.Sprintf("Invalid UserProfile configuration: %v", err))
 	}
 	switch up.UnmanagedAttributePolicy {
 	case "", "ENABLED", "ADMIN_VIEW", "ADMIN_EDIT":
 	default:
-		return upConfig{}, fmt.Errorf("Invalid UserProfile configuration: unknown unmanagedAttributePolicy %q", up.UnmanagedAttributePolicy) //nolint:staticcheck
+		return upConfig{}, upConfigError(fmt.Sprintf("Invalid UserProfile configuration: unknown unmanagedAttributePolicy %q", up.UnmanagedAttributePolicy))
 	}
 	if len(up.Attributes) == 0 {
-		return upConfig{}, fmt.Errorf("UserProfile configuration without 'attributes' section is not allowed") //nolint:staticcheck
+		return upConfig{}, upConfigError("UserProfile configuration without 'attributes' section is not allowed")
 	}
 	seen := map[string]bool{}
 	var errs []string
@@ -119,7 +125,7 @@ func parseUserProfile(raw []byte) (upConfig, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return upConfig{}, fmt.Errorf("%s", strings.Join(errs, ", "))
+		return upConfig{}, upConfigError(strings.Join(errs, ", "))
 	}
 	return up, nil
 }
