@@ -387,7 +387,10 @@ func TestCapabilities(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, call := range []func() error{
-		func() error { _, err := fx.reg.Enrol(ctx, "plain", "alice", factors.EnrolRequest{}, factors.Meta{}); return err },
+		func() error {
+			_, err := fx.reg.Enrol(ctx, "plain", "alice", factors.EnrolRequest{}, factors.Meta{})
+			return err
+		},
 		func() error { _, err := fx.reg.Confirm(ctx, "plain", "alice", "1", factors.Meta{}); return err },
 		func() error {
 			_, err := fx.reg.Change(ctx, "a", "alice", "1", factors.EnrolRequest{}, factors.Meta{})
