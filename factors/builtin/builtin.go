@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +47,11 @@ type Deps struct {
 	Rand io.Reader
 	// Logger for audit writes that failed. Defaults to discarding.
 	Logger *slog.Logger
+	// Extra are factors built elsewhere (the delivering factors: flash
+	// call, SMS, e-mail), offered when factors.enabled names them. A
+	// factor that needs the registry (to list a user's active factors) can
+	// take a closure over a variable assigned after NewRegistry returns.
+	Extra []factors.Factor
 }
 
 // Available are the factor names this binary can build.
@@ -55,8 +61,8 @@ func Available() []string {
 
 // NewRegistry builds every factor in cfg.Factors.Enabled and the registry
 // around them. cfg must have passed Validate. A name config accepts but this
-// binary does not contain (flash_call, sms, email until they exist) is an
-// error wrapping factors.ErrUnknownFactor, so a typo or a missing feature
+// binary does not contain and Deps.Extra does not supply (flash_call, sms,
+// email until they exist) is an error wrapping factors.ErrUnknownFactor, so a typo or a missing feature
 // stops the start instead of silently offering less.
 func NewRegistry(cfg config.Config, d Deps) (*factors.Registry, error) {
 	if d.Store == nil {
@@ -125,7 +131,11 @@ func NewRegistry(cfg config.Config, d Deps) (*factors.Registry, error) {
 				Level: level, Now: d.Now, Rand: d.Rand,
 			}, d.Store, r)
 		default:
-			return nil, fmt.Errorf("builtin: factor %q is not available in this build (available: %v): %w", name, Available(), factors.ErrUnknownFactor)
+			i := slices.IndexFunc(d.Extra, func(x factors.Factor) bool { return x != nil && x.Name() == name })
+			if i < 0 {
+				return nil, fmt.Errorf("builtin: factor %q is not available in this build (available: %v): %w", name, Available(), factors.ErrUnknownFactor)
+			}
+			f = d.Extra[i]
 		}
 		if err != nil {
 			return nil, fmt.Errorf("builtin: %s: %w", name, err)

@@ -37,6 +37,29 @@ func TestUnknownFactor(t *testing.T) {
 	}
 }
 
+func TestExtraFactors(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.Factors.Enabled = []string{"pin", "sms"}
+	reg, err := NewRegistry(cfg, Deps{Store: factortest.NewMem(), Extra: []factors.Factor{smsFactor{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Verify(context.Background(), "sms", "alice", "123456", factors.Meta{}); !errors.Is(err, factors.ErrInvalidCode) {
+		t.Fatalf("verify through an extra factor: %v", err)
+	}
+}
+
+type smsFactor struct{}
+
+func (smsFactor) Name() string { return "sms" }
+func (smsFactor) Verify(context.Context, string, string) (factors.Result, error) {
+	return factors.Result{}, factors.ErrInvalidCode
+}
+func (smsFactor) Status(context.Context, string) (factors.Status, error) {
+	return factors.Status{Factor: "sms", State: factors.StateNone}, nil
+}
+
 func TestOnlyEnabledFactors(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig()
