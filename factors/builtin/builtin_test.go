@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -150,6 +151,38 @@ func TestEndToEnd(t *testing.T) {
 	for k, n := range want {
 		if types[k] != n {
 			t.Errorf("%d %q events, want %d (all: %v)", types[k], k, n, types)
+		}
+	}
+}
+
+// BenchmarkRegistryVerifyTOTPSQLite is the whole choke point on the SQLite
+// store: budget counters, factor check, step update and audit write.
+func BenchmarkRegistryVerifyTOTPSQLite(b *testing.B) {
+	ctx := context.Background()
+	clock := factortest.NewClock()
+	cfg := testConfig()
+	cfg.RateLimits.UserFailuresPerHour = 100
+	reg, err := NewRegistry(cfg, Deps{Store: factortest.SQLite(b), Now: clock.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	enr, err := reg.Enrol(ctx, "totp", "alice", factors.EnrolRequest{}, factors.Meta{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, _ := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(enr.Secret)
+	secret := otpcore.Secret{Key: key, Algorithm: "SHA1", Digits: 6, Period: 30}
+	code := func() string {
+		c, _ := otpcore.Code(secret, uint64(clock.Now().Unix())/30)
+		return c
+	}
+	if _, err := reg.Confirm(ctx, "totp", "alice", code(), factors.Meta{}); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		clock.Advance(30 * time.Second)
+		if _, err := reg.Verify(ctx, "totp", "alice", code(), factors.Meta{}); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
