@@ -402,6 +402,11 @@ func TestConcurrentUseSQLite(t *testing.T) {
 	raceOneCode(t, factortest.SQLite(t))
 }
 
+func TestConcurrentUsePostgres(t *testing.T) {
+	t.Parallel()
+	raceOneCode(t, factortest.Postgres(t))
+}
+
 func TestConcurrentGenerate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -337,8 +337,17 @@ func TestUnlock(t *testing.T) {
 // real store.
 func TestParallelGuesses(t *testing.T) {
 	t.Parallel()
+	parallelGuesses(t, factortest.SQLite(t))
+}
+
+func TestParallelGuessesPostgres(t *testing.T) {
+	t.Parallel()
+	parallelGuesses(t, factortest.Postgres(t))
+}
+
+func parallelGuesses(t *testing.T, s store.Credentials) {
+	t.Helper()
 	ctx := context.Background()
-	s := factortest.SQLite(t)
 	f := newFactor(t, s, factortest.NewClock(), nil)
 	enrol(t, f, "alice", "5831")
 	const n = 30

@@ -220,12 +220,25 @@ func TestStrictTime(t *testing.T) {
 // SQLite file, 20 concurrent submissions of one code: exactly one wins.
 func TestReplayAcrossReplicas(t *testing.T) {
 	t.Parallel()
+	s := factortest.SQLite(t)
+	replayAcrossReplicas(t, s, s)
+}
+
+// TestReplayAcrossReplicasPostgres: the same with two connection pools on
+// one PostgreSQL schema, as two replicas have.
+func TestReplayAcrossReplicasPostgres(t *testing.T) {
+	t.Parallel()
+	dsn := factortest.PostgresDSN(t)
+	replayAcrossReplicas(t, factortest.OpenPostgres(t, dsn), factortest.OpenPostgres(t, dsn))
+}
+
+func replayAcrossReplicas(t *testing.T, s1, s2 store.Credentials) {
+	t.Helper()
 	ctx := context.Background()
 	clock := factortest.NewClock()
-	s := factortest.SQLite(t)
 	kr := factortest.Keyring(t)
-	a := newFactor(t, s, kr, clock)
-	b := newFactor(t, s, kr, clock)
+	a := newFactor(t, s1, kr, clock)
+	b := newFactor(t, s2, kr, clock)
 	enr := enrolConfirmed(t, a, "alice", clock)
 	clock.Advance(30 * time.Second)
 	code := codeAt(t, enr, clock.Now())

@@ -5,9 +5,12 @@ package factortest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/stepup-bridge/stepup-bridge/internal/keyring"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
+	"github.com/stepup-bridge/stepup-bridge/internal/store/postgres"
 	"github.com/stepup-bridge/stepup-bridge/internal/store/sqlite"
 )
 
@@ -341,4 +347,79 @@ func RequireTool(t testing.TB, name, debianPackage string) string {
 	}
 	t.Skipf("%s not found: install the Debian package %s to run this test", name, debianPackage)
 	return ""
+}
+
+// defaultPostgresDSN is the local server used unless
+// STEPUP_TEST_POSTGRES_DSN says otherwise (the same convention as the
+// postgres store's own tests).
+const defaultPostgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// Postgres opens a PostgreSQL store in a fresh schema, dropped when the
+// test ends. It skips the test when the server cannot be reached, and
+// fails it when CI=true, where PostgreSQL must be there.
+func Postgres(t testing.TB) *postgres.Store {
+	t.Helper()
+	return OpenPostgres(t, PostgresDSN(t))
+}
+
+// OpenPostgres opens another store (another replica) on dsn from
+// PostgresDSN, closed when the test ends.
+func OpenPostgres(t testing.TB, dsn string) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), postgres.Config{DSN: dsn, MaxConns: 10})
+	if err != nil {
+		t.Fatalf("opening postgres store: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// PostgresDSN creates a fresh schema, dropped when the test ends, and
+// returns a DSN whose search_path is that schema. See Postgres for when it
+// skips.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv("STEPUP_TEST_POSTGRES_DSN")
+	if base == "" {
+		base = defaultPostgresDSN
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL is unreachable and CI=true: %v", err)
+		}
+		t.Skipf("skipping: PostgreSQL is unreachable (set STEPUP_TEST_POSTGRES_DSN): %v", err)
+	}
+	defer conn.Close(context.Background())
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	schema := "factortest_" + hex.EncodeToString(b[:])
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("creating schema: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("STEPUP_TEST_POSTGRES_DSN must be a postgres:// URL here: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
