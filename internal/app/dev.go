@@ -91,6 +91,10 @@ func Dev(ctx context.Context, opts DevOptions) error {
 		return err
 	}
 
+	fmt.Fprintln(opts.Stdout, "Provisioning the dev realm (what `stepup-bridge apply` does against your Keycloak):")
+	if err := Apply(ctx, cfg, opts.Stdout); err != nil {
+		return fmt.Errorf("dev: provisioning the dev realm: %w", err)
+	}
 	log := NewLogger(opts.Stderr, cfg.Log)
 	rt, err := build(ctx, cfg, log)
 	if err != nil {

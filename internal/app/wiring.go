@@ -80,6 +80,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger) (rt *runtim
 	if err := br.RegisterMetrics(reg); err != nil {
 		return nil, fmt.Errorf("registering bridge metrics: %w", err)
 	}
+	checkDrift(ctx, br, cfg, log)
 
 	registry, err := buildFactors(cfg, st, kr, pepper, reg, log)
 	if err != nil {
