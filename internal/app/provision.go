@@ -71,4 +71,3 @@ func checkDrift(ctx context.Context, b *bridge.Bridge, cfg config.Config, log *s
 		log.Info("Keycloak has everything stepup-bridge needs")
 	}
 }
-
