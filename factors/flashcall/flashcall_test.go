@@ -237,10 +237,14 @@ func TestAttemptsAndTTL(t *testing.T) {
 func TestSendBudgets(t *testing.T) {
 	t.Parallel()
 	g, p := webhookProvider(t)
-	e := newEnv(t, p, func(c *Config) { c.ResendCooldown = time.Second; c.SendsPerUserPerHour = 3; c.SendsPerDestinationPerHour = 10 })
+	e := newEnv(t, p, func(c *Config) {
+		c.ResendCooldown = time.Second
+		c.SendsPerUserPerHour = 3
+		c.SendsPerDestinationPerHour = 10
+	})
 	ctx := context.Background()
 	e.clock.Set(time.Unix(1700000000/3600*3600, 0)) // the start of an hour window
-	e.enrol(t, g)                                    // send 1
+	e.enrol(t, g)                                   // send 1
 	for i := 2; i <= 3; i++ {
 		e.clock.Advance(2 * time.Second)
 		if _, err := e.f.Challenge(ctx, user, factors.ChallengeRequest{}); err != nil {

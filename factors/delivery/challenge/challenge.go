@@ -78,7 +78,9 @@ type ActiveLister interface {
 type ActiveFunc func(ctx context.Context, userID string) ([]string, error)
 
 // Active implements ActiveLister.
-func (f ActiveFunc) Active(ctx context.Context, userID string) ([]string, error) { return f(ctx, userID) }
+func (f ActiveFunc) Active(ctx context.Context, userID string) ([]string, error) {
+	return f(ctx, userID)
+}
 
 // Sent is what a Deliverer delivered: either a code known here (hashed by
 // the Engine, never stored) or a provider reference checked remotely.
