@@ -6,6 +6,7 @@
 // interfaces it implements only where it can, as dex connectors do:
 //
 //	Enroller    has an enrolment step (TOTP/HOTP QR, backup codes shown once, PIN set)
+//	Reshower    can show a pending enrolment again until it is confirmed (TOTP/HOTP)
 //	Challenger  delivers something before Verify (flash call, SMS, e-mail)
 //	Changer     the user replaces the secret by proving the old one (PIN)
 //	Resetter    the credential can be removed (admin, or the user after a step-up)
@@ -75,6 +76,15 @@ type Enroller interface {
 	Factor
 	BeginEnrolment(ctx context.Context, userID string, req EnrolRequest) (Enrolment, error)
 	ConfirmEnrolment(ctx context.Context, userID, code string) (Result, error)
+}
+
+// Reshower is an Enroller whose pending enrolment can be shown again
+// (TOTP/HOTP: the QR code for an image endpoint or a reloaded page) until
+// it is confirmed; after that it answers ErrAlreadyEnrolled, so a secret
+// in use is never shown twice.
+type Reshower interface {
+	Enroller
+	PendingEnrolment(ctx context.Context, userID string) (Enrolment, error)
 }
 
 // Challenger is a factor that must deliver something before the user can

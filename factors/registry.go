@@ -243,6 +243,20 @@ func (r *Registry) Enrol(ctx context.Context, name, userID string, req EnrolRequ
 	return enr, err
 }
 
+// PendingEnrolment shows a pending enrolment again (Reshower), e.g. for a
+// QR image endpoint. It writes no audit event: nothing changes.
+func (r *Registry) PendingEnrolment(ctx context.Context, name, userID string) (Enrolment, error) {
+	f, err := r.lookup(name)
+	if err != nil {
+		return Enrolment{}, err
+	}
+	rs, ok := f.(Reshower)
+	if !ok {
+		return Enrolment{}, fmt.Errorf("factors: %s cannot show an enrolment again: %w", name, ErrNotSupported)
+	}
+	return rs.PendingEnrolment(ctx, userID)
+}
+
 // Challenge starts a challenge of a Challenger factor, within the
 // account's challenge budget (ChallengesPerUserPerHour).
 func (r *Registry) Challenge(ctx context.Context, name, userID string, req ChallengeRequest, meta Meta) (Delivery, error) {

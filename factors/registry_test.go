@@ -401,6 +401,7 @@ func TestCapabilities(t *testing.T) {
 			return err
 		},
 		func() error { return fx.reg.Reset(ctx, "plain", "alice", factors.Meta{}) },
+		func() error { _, err := fx.reg.PendingEnrolment(ctx, "a", "alice"); return err },
 	} {
 		if err := call(); !errors.Is(err, factors.ErrNotSupported) {
 			t.Fatalf("missing capability: %v, want ErrNotSupported", err)

@@ -36,6 +36,7 @@ var (
 	_ factors.Factor   = (*Factor)(nil)
 	_ factors.Enroller = (*Factor)(nil)
 	_ factors.Resetter = (*Factor)(nil)
+	_ factors.Reshower = (*Factor)(nil)
 )
 
 // Config tunes the factor. Zero values mean the documented defaults.
@@ -60,7 +61,6 @@ type Config struct {
 // Factor is the HOTP factor. Safe for concurrent use.
 type Factor struct {
 	cfg   Config
-	dig   otp.Digits
 	creds store.Credentials
 	kr    *keyring.Keyring
 }
@@ -94,11 +94,10 @@ func New(cfg Config, creds store.Credentials, kr *keyring.Keyring) (*Factor, err
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	dig, err := otpcore.DigitsOf(cfg.Digits)
-	if err != nil {
+	if _, err := otpcore.DigitsOf(cfg.Digits); err != nil {
 		return nil, fmt.Errorf("hotp: %w", err)
 	}
-	return &Factor{cfg: cfg, dig: dig, creds: creds, kr: kr}, nil
+	return &Factor{cfg: cfg, creds: creds, kr: kr}, nil
 }
 
 // Name is factors.HOTP.
@@ -114,29 +113,18 @@ func (f *Factor) BeginEnrolment(ctx context.Context, userID string, req factors.
 	if account == "" {
 		account = userID
 	}
-	key, err := pqhotp.Generate(pqhotp.GenerateOpts{
-		Issuer: f.cfg.Issuer, AccountName: account, SecretSize: otpcore.SecretSize,
-		Digits: f.dig, Algorithm: otp.AlgorithmSHA1, Rand: f.cfg.Rand,
-	})
-	if err != nil {
-		return factors.Enrolment{}, fmt.Errorf("hotp: generating secret: %w", err)
-	}
-	// Apps refuse an hotp URI without the initial counter.
-	key, err = otp.NewKeyFromURL(key.URL() + "&counter=0")
-	if err != nil {
-		return factors.Enrolment{}, fmt.Errorf("hotp: adding counter to URI: %w", err)
-	}
-	raw, err := otpcore.KeySecret(key)
+	raw, err := otpcore.NewKey(f.cfg.Rand)
 	if err != nil {
 		return factors.Enrolment{}, fmt.Errorf("hotp: %w", err)
 	}
-	data, err := otpcore.Seal(f.kr, userID, factors.HOTP, otpcore.Secret{Key: raw, Algorithm: "SHA1", Digits: f.cfg.Digits})
+	s := otpcore.Secret{Key: raw, Algorithm: "SHA1", Digits: f.cfg.Digits, Issuer: f.cfg.Issuer, Account: account}
+	enr, err := enrolment(userID, s)
 	if err != nil {
 		return factors.Enrolment{}, err
 	}
-	png, err := otpcore.QRPNG(key)
+	data, err := otpcore.Seal(f.kr, userID, factors.HOTP, s)
 	if err != nil {
-		return factors.Enrolment{}, fmt.Errorf("hotp: %w", err)
+		return factors.Enrolment{}, err
 	}
 	label := req.Label
 	if label == "" {
@@ -145,10 +133,55 @@ func (f *Factor) BeginEnrolment(ctx context.Context, userID string, req factors.
 	if err := otpcore.StorePending(ctx, f.creds, factors.HOTP, userID, label, data, f.cfg.Now()); err != nil {
 		return factors.Enrolment{}, err
 	}
+	return enr, nil
+}
+
+// enrolment renders what the user sees for s: URI (with counter=0, which
+// apps require for hotp), secret and QR code.
+func enrolment(userID string, s otpcore.Secret) (factors.Enrolment, error) {
+	dig, err := otpcore.DigitsOf(s.Digits)
+	if err != nil {
+		return factors.Enrolment{}, fmt.Errorf("hotp: %w", err)
+	}
+	key, err := pqhotp.Generate(pqhotp.GenerateOpts{
+		Issuer: s.Issuer, AccountName: s.Account, Secret: s.Key, Digits: dig, Algorithm: otp.AlgorithmSHA1,
+	})
+	if err != nil {
+		return factors.Enrolment{}, fmt.Errorf("hotp: building key URI: %w", err)
+	}
+	key, err = otp.NewKeyFromURL(key.URL() + "&counter=0")
+	if err != nil {
+		return factors.Enrolment{}, fmt.Errorf("hotp: adding counter to URI: %w", err)
+	}
+	png, err := otpcore.QRPNG(key)
+	if err != nil {
+		return factors.Enrolment{}, fmt.Errorf("hotp: %w", err)
+	}
 	return factors.Enrolment{
 		Factor: factors.HOTP, CredentialID: id(userID), Pending: true,
 		URI: key.URL(), Secret: key.Secret(), QRPNG: png,
 	}, nil
+}
+
+// PendingEnrolment shows a pending enrolment again (URI, secret, QR code).
+// Once confirmed the secret is never shown again:
+// factors.ErrAlreadyEnrolled.
+func (f *Factor) PendingEnrolment(ctx context.Context, userID string) (factors.Enrolment, error) {
+	c, err := f.creds.GetCredential(ctx, id(userID))
+	if errors.Is(err, store.ErrNotFound) {
+		return factors.Enrolment{}, fmt.Errorf("hotp: %s has no token: %w", userID, factors.ErrNotEnrolled)
+	}
+	if err != nil {
+		return factors.Enrolment{}, fmt.Errorf("hotp: loading credential of %s: %w", userID, err)
+	}
+	if c.Status != store.StatusPending {
+		return factors.Enrolment{}, fmt.Errorf("hotp: %s is confirmed already: %w", userID, factors.ErrAlreadyEnrolled)
+	}
+	s, err := otpcore.Open(f.kr, userID, factors.HOTP, c.Data)
+	if err != nil {
+		return factors.Enrolment{}, err
+	}
+	return enrolment(userID, s)
 }
 
 func (f *Factor) verify(ctx context.Context, userID, code, wantStatus string) (factors.Result, error) {

@@ -148,8 +148,15 @@ func TestEnrolmentRules(t *testing.T) {
 	if u.Host != "hotp" || u.Query().Get("counter") != "0" || u.Query().Get("secret") != enr.Secret {
 		t.Fatalf("URI %q lacks hotp, counter=0 or the secret", enr.URI)
 	}
+	again, err := f.PendingEnrolment(ctx, "alice")
+	if err != nil || again.URI != enr.URI || !bytes.Equal(again.QRPNG, enr.QRPNG) {
+		t.Fatalf("PendingEnrolment = %+v, %v; want the same URI and QR code", again, err)
+	}
 	if _, err := f.ConfirmEnrolment(ctx, "alice", rfcCodes[0]); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := f.PendingEnrolment(ctx, "alice"); !errors.Is(err, factors.ErrAlreadyEnrolled) {
+		t.Fatalf("PendingEnrolment after confirmation: %v", err)
 	}
 	if _, err := f.BeginEnrolment(ctx, "alice", factors.EnrolRequest{}); !errors.Is(err, factors.ErrAlreadyEnrolled) {
 		t.Fatalf("enrol over active: %v", err)

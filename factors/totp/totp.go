@@ -23,7 +23,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/pquerna/otp"
 	pqtotp "github.com/pquerna/otp/totp"
 
 	"github.com/stepup-bridge/stepup-bridge/factors"
@@ -37,6 +36,7 @@ var (
 	_ factors.Factor   = (*Factor)(nil)
 	_ factors.Enroller = (*Factor)(nil)
 	_ factors.Resetter = (*Factor)(nil)
+	_ factors.Reshower = (*Factor)(nil)
 )
 
 // Config tunes the factor. Zero values mean the documented defaults; the
@@ -69,8 +69,6 @@ type Config struct {
 // Factor is the TOTP factor. Safe for concurrent use.
 type Factor struct {
 	cfg   Config
-	alg   otp.Algorithm
-	dig   otp.Digits
 	creds store.Credentials
 	kr    *keyring.Keyring
 }
@@ -109,18 +107,16 @@ func New(cfg Config, creds store.Credentials, kr *keyring.Keyring) (*Factor, err
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	alg, err := otpcore.ParseAlgorithm(cfg.Algorithm)
-	if err != nil {
+	if _, err := otpcore.ParseAlgorithm(cfg.Algorithm); err != nil {
 		return nil, fmt.Errorf("totp: %w", err)
 	}
-	dig, err := otpcore.DigitsOf(cfg.Digits)
-	if err != nil {
+	if _, err := otpcore.DigitsOf(cfg.Digits); err != nil {
 		return nil, fmt.Errorf("totp: %w", err)
 	}
 	if cfg.Skew > 10 {
 		return nil, fmt.Errorf("totp: skew %d is above 10 steps", cfg.Skew)
 	}
-	return &Factor{cfg: cfg, alg: alg, dig: dig, creds: creds, kr: kr}, nil
+	return &Factor{cfg: cfg, creds: creds, kr: kr}, nil
 }
 
 // Name is factors.TOTP.
@@ -137,26 +133,21 @@ func (f *Factor) BeginEnrolment(ctx context.Context, userID string, req factors.
 	if account == "" {
 		account = userID
 	}
-	key, err := pqtotp.Generate(pqtotp.GenerateOpts{
-		Issuer: f.cfg.Issuer, AccountName: account, Period: f.cfg.Period,
-		SecretSize: otpcore.SecretSize, Digits: f.dig, Algorithm: f.alg, Rand: f.cfg.Rand,
-	})
-	if err != nil {
-		return factors.Enrolment{}, fmt.Errorf("totp: generating secret: %w", err)
-	}
-	raw, err := otpcore.KeySecret(key)
+	raw, err := otpcore.NewKey(f.cfg.Rand)
 	if err != nil {
 		return factors.Enrolment{}, fmt.Errorf("totp: %w", err)
 	}
-	data, err := otpcore.Seal(f.kr, userID, factors.TOTP, otpcore.Secret{
+	s := otpcore.Secret{
 		Key: raw, Algorithm: f.cfg.Algorithm, Digits: f.cfg.Digits, Period: f.cfg.Period,
-	})
+		Issuer: f.cfg.Issuer, Account: account,
+	}
+	enr, err := enrolment(userID, s)
 	if err != nil {
 		return factors.Enrolment{}, err
 	}
-	png, err := otpcore.QRPNG(key)
+	data, err := otpcore.Seal(f.kr, userID, factors.TOTP, s)
 	if err != nil {
-		return factors.Enrolment{}, fmt.Errorf("totp: %w", err)
+		return factors.Enrolment{}, err
 	}
 	label := req.Label
 	if label == "" {
@@ -165,10 +156,47 @@ func (f *Factor) BeginEnrolment(ctx context.Context, userID string, req factors.
 	if err := otpcore.StorePending(ctx, f.creds, factors.TOTP, userID, label, data, f.cfg.Now()); err != nil {
 		return factors.Enrolment{}, err
 	}
+	return enr, nil
+}
+
+// enrolment renders what the user sees for s: URI, secret and QR code.
+func enrolment(userID string, s otpcore.Secret) (factors.Enrolment, error) {
+	alg, err := otpcore.ParseAlgorithm(s.Algorithm)
+	if err != nil {
+		return factors.Enrolment{}, fmt.Errorf("totp: %w", err)
+	}
+	dig, err := otpcore.DigitsOf(s.Digits)
+	if err != nil {
+		return factors.Enrolment{}, fmt.Errorf("totp: %w", err)
+	}
+	key, err := pqtotp.Generate(pqtotp.GenerateOpts{
+		Issuer: s.Issuer, AccountName: s.Account, Period: s.Period, Secret: s.Key, Digits: dig, Algorithm: alg,
+	})
+	if err != nil {
+		return factors.Enrolment{}, fmt.Errorf("totp: building key URI: %w", err)
+	}
+	png, err := otpcore.QRPNG(key)
+	if err != nil {
+		return factors.Enrolment{}, fmt.Errorf("totp: %w", err)
+	}
 	return factors.Enrolment{
 		Factor: factors.TOTP, CredentialID: id(userID), Pending: true,
 		URI: key.URL(), Secret: key.Secret(), QRPNG: png,
 	}, nil
+}
+
+// PendingEnrolment shows a pending enrolment again (URI, secret, QR code),
+// for a QR image endpoint or a reloaded page. Once confirmed the secret is
+// never shown again: factors.ErrAlreadyEnrolled.
+func (f *Factor) PendingEnrolment(ctx context.Context, userID string) (factors.Enrolment, error) {
+	c, s, err := f.load(ctx, userID)
+	if err != nil {
+		return factors.Enrolment{}, err
+	}
+	if c.Status != store.StatusPending {
+		return factors.Enrolment{}, fmt.Errorf("totp: %s is confirmed already: %w", userID, factors.ErrAlreadyEnrolled)
+	}
+	return enrolment(userID, s)
 }
 
 // step is the RFC 6238 time step containing t.

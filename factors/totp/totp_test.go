@@ -92,6 +92,13 @@ func TestEnrolment(t *testing.T) {
 	if c.Status != store.StatusPending || bytes.Contains(c.Data, raw) || bytes.Contains(c.Data, []byte(enr.Secret)) {
 		t.Fatalf("stored credential is not pending or holds the secret in clear: %+v", c)
 	}
+	again, err := f.PendingEnrolment(ctx, "alice")
+	if err != nil || again.URI != enr.URI || !bytes.Equal(again.QRPNG, enr.QRPNG) || again.Secret != enr.Secret {
+		t.Fatalf("PendingEnrolment = %+v, %v; want the same URI, secret and QR code", again, err)
+	}
+	if _, err := f.PendingEnrolment(ctx, "bob"); !errors.Is(err, factors.ErrNotEnrolled) {
+		t.Fatalf("PendingEnrolment without enrolment: %v", err)
+	}
 	code := codeAt(t, enr, clock.Now())
 	if _, err := f.Verify(ctx, "alice", code); !errors.Is(err, factors.ErrNotEnrolled) {
 		t.Fatalf("Verify of a pending enrolment: %v, want ErrNotEnrolled", err)
@@ -115,6 +122,9 @@ func TestEnrolment(t *testing.T) {
 	}
 	if _, err := f.ConfirmEnrolment(ctx, "alice", code); !errors.Is(err, factors.ErrAlreadyEnrolled) {
 		t.Fatalf("second confirmation: %v, want ErrAlreadyEnrolled", err)
+	}
+	if _, err := f.PendingEnrolment(ctx, "alice"); !errors.Is(err, factors.ErrAlreadyEnrolled) {
+		t.Fatalf("PendingEnrolment after confirmation: %v, want ErrAlreadyEnrolled (never shown again)", err)
 	}
 	if _, err := f.BeginEnrolment(ctx, "alice", factors.EnrolRequest{}); !errors.Is(err, factors.ErrAlreadyEnrolled) {
 		t.Fatalf("enrolment over an active one: %v, want ErrAlreadyEnrolled", err)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"image/png"
+	"io"
 	"strings"
 	"time"
 
@@ -44,6 +45,19 @@ type Secret struct {
 	Digits    int    `json:"digits"`
 	// Period in seconds (TOTP only).
 	Period uint `json:"period,omitempty"`
+	// Issuer and Account name the entry in the app; kept so a pending
+	// enrolment's URI and QR code can be shown again until confirmed.
+	Issuer  string `json:"issuer,omitempty"`
+	Account string `json:"account,omitempty"`
+}
+
+// NewKey draws a SecretSize-byte key from rnd.
+func NewKey(rnd io.Reader) ([]byte, error) {
+	k := make([]byte, SecretSize)
+	if _, err := io.ReadFull(rnd, k); err != nil {
+		return nil, fmt.Errorf("reading randomness: %w", err)
+	}
+	return k, nil
 }
 
 // Seal encrypts s for userID and factor.
