@@ -150,7 +150,14 @@ func (r *Registry) Factor(name string) (Factor, bool) {
 	return f, ok
 }
 
-func (r *Registry) lookup(name string) (Factor, error) {
+// errNoUser guards against a caller that lost the user: every count and
+// record would otherwise be shared by all such requests.
+var errNoUser = errors.New("factors: empty user id")
+
+func (r *Registry) lookup(name, userID string) (Factor, error) {
+	if userID == "" {
+		return nil, errNoUser
+	}
 	f, ok := r.byName[name]
 	if !ok {
 		return nil, fmt.Errorf("factors: %q: %w", name, ErrUnknownFactor)
@@ -165,7 +172,7 @@ func (r *Registry) lookup(name string) (Factor, error) {
 // error. An error that matches none of the package's sentinels means the
 // machinery failed: answer 503, never success.
 func (r *Registry) Verify(ctx context.Context, name, userID, code string, meta Meta) (Result, error) {
-	f, err := r.lookup(name)
+	f, err := r.lookup(name, userID)
 	if err != nil {
 		return Result{}, err
 	}
@@ -181,7 +188,7 @@ func (r *Registry) Verify(ctx context.Context, name, userID, code string, meta M
 // Confirm confirms a pending enrolment with a first code (Enroller). It
 // draws on the same failure budget as Verify.
 func (r *Registry) Confirm(ctx context.Context, name, userID, code string, meta Meta) (Result, error) {
-	f, err := r.lookup(name)
+	f, err := r.lookup(name, userID)
 	if err != nil {
 		return Result{}, err
 	}
@@ -197,7 +204,7 @@ func (r *Registry) Confirm(ctx context.Context, name, userID, code string, meta 
 // Change replaces the user's secret after checking the current one
 // (Changer). It draws on the same failure budget as Verify.
 func (r *Registry) Change(ctx context.Context, name, userID, current string, req EnrolRequest, meta Meta) (Result, error) {
-	f, err := r.lookup(name)
+	f, err := r.lookup(name, userID)
 	if err != nil {
 		return Result{}, err
 	}
@@ -213,7 +220,7 @@ func (r *Registry) Change(ctx context.Context, name, userID, current string, req
 // Enrol begins an enrolment (Enroller). The returned Enrolment holds
 // secrets to show once; the audit trail gets only the fact.
 func (r *Registry) Enrol(ctx context.Context, name, userID string, req EnrolRequest, meta Meta) (Enrolment, error) {
-	f, err := r.lookup(name)
+	f, err := r.lookup(name, userID)
 	if err != nil {
 		return Enrolment{}, err
 	}
@@ -246,7 +253,7 @@ func (r *Registry) Enrol(ctx context.Context, name, userID string, req EnrolRequ
 // PendingEnrolment shows a pending enrolment again (Reshower), e.g. for a
 // QR image endpoint. It writes no audit event: nothing changes.
 func (r *Registry) PendingEnrolment(ctx context.Context, name, userID string) (Enrolment, error) {
-	f, err := r.lookup(name)
+	f, err := r.lookup(name, userID)
 	if err != nil {
 		return Enrolment{}, err
 	}
@@ -260,7 +267,7 @@ func (r *Registry) PendingEnrolment(ctx context.Context, name, userID string) (E
 // Challenge starts a challenge of a Challenger factor, within the
 // account's challenge budget (ChallengesPerUserPerHour).
 func (r *Registry) Challenge(ctx context.Context, name, userID string, req ChallengeRequest, meta Meta) (Delivery, error) {
-	f, err := r.lookup(name)
+	f, err := r.lookup(name, userID)
 	if err != nil {
 		return Delivery{}, err
 	}
@@ -301,7 +308,7 @@ func (r *Registry) Challenge(ctx context.Context, name, userID string, req Chall
 // caller may do so (admin, or the user after a recent step-up with another
 // factor) is the caller's decision; Meta.Actor says who did it.
 func (r *Registry) Reset(ctx context.Context, name, userID string, meta Meta) error {
-	f, err := r.lookup(name)
+	f, err := r.lookup(name, userID)
 	if err != nil {
 		return err
 	}

@@ -426,3 +426,14 @@ func TestCapabilities(t *testing.T) {
 		t.Fatalf("Active = %v", active)
 	}
 }
+
+func TestEmptyUserRefused(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, 100, succeed, succeed)
+	if _, err := fx.reg.Verify(context.Background(), "a", "", "x", factors.Meta{}); err == nil {
+		t.Fatal("Verify accepted an empty user id")
+	}
+	if fx.a.calls.Load() != 0 {
+		t.Fatal("factor asked for an empty user id")
+	}
+}

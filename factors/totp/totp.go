@@ -237,6 +237,9 @@ func (f *Factor) load(ctx context.Context, userID string) (store.Credential, otp
 	if err != nil {
 		return store.Credential{}, otpcore.Secret{}, err
 	}
+	if s.Period == 0 {
+		return store.Credential{}, otpcore.Secret{}, fmt.Errorf("totp: stored secret of %s has no period", userID)
+	}
 	return c, s, nil
 }
 
