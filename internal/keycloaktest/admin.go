@@ -124,7 +124,9 @@ func (s *Server) writeAPIError(w http.ResponseWriter, err error) {
 func decodeBody(req *http.Request, v any) error {
 	dec := json.NewDecoder(req.Body)
 	if err := dec.Decode(v); err != nil {
-		return errorBody(http.StatusBadRequest, "unable to read contents from stream")
+		// KeycloakErrorHandler on a JsonProcessingException.
+		return &apiError{status: http.StatusBadRequest, body: map[string]string{
+			"error": "unknown_error", "error_description": "Cannot parse the JSON"}}
 	}
 	return nil
 }

@@ -85,6 +85,13 @@ func (a *adminRequest) users(seg []string) error {
 		return a.userProfile(seg[1:])
 	}
 	u := r.users[seg[0]]
+	if u == nil {
+		// UsersResource.user: 404 only for callers who may query users.
+		if a.caller.can("query-users") {
+			return errUserNotFound
+		}
+		return errForbidden
+	}
 	if len(seg) == 1 {
 		switch a.method() {
 		case http.MethodGet:
@@ -201,10 +208,12 @@ func (a *adminRequest) sortedSessions(u *user) []*userSession {
 	return out
 }
 
-// searchUsers is UsersResource.getUsers: "search" is prefix-based, "*x*"
-// infix and "\"x\"" exact over username, email, first and last name; the
-// field parameters are infix unless exact=true; q=key:value matches
-// attributes exactly. Service accounts are never listed.
+// searchUsers is UsersResource.getUsers / getUsersCount: "search" (prefix,
+// "*x*" infix, "\"x\"" exact, "id:" by id) over username, email, first
+// and last name wins over the field parameters; the field parameters are
+// infix unless exact=true and, unlike the other forms, also find
+// service-account users (searchForUser includeServiceAccounts); q=key:value
+// matches attributes exactly; results are ordered by username.
 func (a *adminRequest) searchUsers() []*user {
 	q := a.req.URL.Query()
 	exact := q.Get("exact") == "true"
@@ -214,18 +223,26 @@ func (a *adminRequest) searchUsers() []*user {
 		}
 		return strings.Contains(strings.ToLower(field), strings.ToLower(want))
 	}
+	_, hasSearch := q["search"]
+	fieldParams := false
+	for _, k := range []string{"username", "email", "firstName", "lastName"} {
+		if _, ok := q[k]; ok && !hasSearch {
+			fieldParams = true
+		}
+	}
 	var out []*user
 	for _, u := range a.r.sortedUsers() {
-		if u.serviceAccountFor != "" {
-			continue
-		}
-		if v := q.Get("search"); v != "" && !searchMatches(u, v) {
+		if u.serviceAccountFor != "" && !fieldParams {
 			continue
 		}
 		ok := true
-		for k, field := range map[string]string{"username": u.username, "email": u.email, "firstName": u.firstName, "lastName": u.lastName} {
-			if v, present := q[k]; present && v[0] != "" && !match(field, v[0]) {
-				ok = false
+		if hasSearch {
+			ok = searchMatches(u, q.Get("search"))
+		} else {
+			for k, field := range map[string]string{"username": u.username, "email": u.email, "firstName": u.firstName, "lastName": u.lastName} {
+				if v, present := q[k]; present && !match(field, v[0]) {
+					ok = false
+				}
 			}
 		}
 		if v := q.Get("enabled"); v != "" && (v == "true") != u.enabled {
@@ -270,6 +287,22 @@ func searchMatches(u *user, search string) bool {
 		test = func(f string) bool { return strings.HasPrefix(strings.ToLower(f), want) }
 	}
 	return test(u.username) || test(u.email) || test(u.firstName) || test(u.lastName)
+}
+
+// requiredActionProviders are the built-in RequiredActionProvider ids;
+// UserResource.updateUserFromRep keeps only those from requiredActions.
+var requiredActionProviders = []string{"CONFIGURE_TOTP", "TERMS_AND_CONDITIONS", "UPDATE_PASSWORD",
+	"UPDATE_PROFILE", "VERIFY_EMAIL", "VERIFY_PROFILE", "delete_account", "delete_credential",
+	"update_user_locale", "webauthn-register", "webauthn-register-passwordless", "CONFIGURE_RECOVERY_AUTHN_CODES", "idp_link"}
+
+func knownRequiredActions(in []string) []string {
+	out := []string{}
+	for _, a := range requiredActionProviders {
+		if slices.Contains(in, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func readOnlyError(name string) *apiError {
@@ -357,12 +390,12 @@ func (a *adminRequest) updateUser(u *user) error {
 			return readOnlyError("username")
 		}
 		if other := r.userByUsername(*rep.Username); other != nil && other != u {
-			return errorMessage(http.StatusConflict, "User exists with same username or email")
+			return errorMessage(http.StatusConflict, "User exists with same username")
 		}
 	}
 	if rep.Email != nil && *rep.Email != "" && !r.duplicateEmailsAllowed {
 		if other := r.userByEmail(*rep.Email); other != nil && other != u {
-			return errorMessage(http.StatusConflict, "User exists with same username or email")
+			return errorMessage(http.StatusConflict, "User exists with same email")
 		}
 	}
 	// Root attributes: attributes present with a root field absent clears it
@@ -397,16 +430,18 @@ func (a *adminRequest) updateUser(u *user) error {
 	root(rep.LastName, "lastName", &u.lastName, false)
 	root(rep.Email, "email", &u.email, true)
 	if rep.Enabled != nil {
-		u.enabled = *rep.Enabled
-		if *rep.Enabled {
+		// Only a disabled or temporarily locked user has its login failures
+		// removed; a permanent lockout is cleaned up as well.
+		if *rep.Enabled && (!u.enabled || a.s.bruteForceLocked(r, u, a.s.now())) {
 			a.s.clearLockout(r, u)
 		}
+		u.enabled = *rep.Enabled
 	}
 	if rep.EmailVerified != nil {
 		u.emailVerified = *rep.EmailVerified
 	}
 	if rep.RequiredActions != nil {
-		u.requiredActions = append([]string{}, rep.RequiredActions...)
+		u.requiredActions = knownRequiredActions(rep.RequiredActions)
 	}
 	return a.noContent()
 }
@@ -419,8 +454,8 @@ func (a *adminRequest) createUser() error {
 		return err
 	}
 	if rep.Username == nil || strings.TrimSpace(*rep.Username) == "" {
-		return &apiError{status: http.StatusBadRequest, body: map[string]any{
-			"field": "username", "errorMessage": "error-user-attribute-required", "params": []string{"username"}}}
+		// UserResource.validateUserProfile maps Messages.MISSING_USERNAME.
+		return errorMessage(http.StatusBadRequest, "User name is missing")
 	}
 	if r.userByUsername(*rep.Username) != nil {
 		return errorMessage(http.StatusConflict, "User exists with same username")
@@ -431,7 +466,7 @@ func (a *adminRequest) createUser() error {
 	u := &user{id: a.s.newID(), created: a.s.now().UnixMilli(), username: strings.ToLower(strings.TrimSpace(*rep.Username)),
 		enabled: boolOr(rep.Enabled, false), emailVerified: boolOr(rep.EmailVerified, false),
 		attributes: map[string][]string{}, roles: map[string]bool{}, groups: map[string]bool{},
-		requiredActions: append([]string{}, rep.RequiredActions...)}
+		requiredActions: knownRequiredActions(rep.RequiredActions)}
 	if rep.FirstName != nil {
 		u.firstName = *rep.FirstName
 	}

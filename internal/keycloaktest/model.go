@@ -180,7 +180,8 @@ type userSession struct {
 type clientSession struct {
 	clientID      string // uuid
 	started       time.Time
-	currentToken  string // jti of the last refresh token issued (revokeRefreshToken)
+	timestamp     int64  // seconds; set at login and at every refresh
+	currentToken  string // jti of the refresh token last presented (revokeRefreshToken)
 	tokenUseCount int
 }
 

@@ -199,6 +199,10 @@ func (s *Server) passwordGrant(w http.ResponseWriter, req *http.Request, r *real
 		oauthError(w, http.StatusBadRequest, "unauthorized_client", "Client not allowed for direct access grants")
 		return
 	}
+	if !validScope(r, c, req.PostForm.Get("scope")) {
+		oauthError(w, http.StatusBadRequest, "invalid_scope", "Invalid scopes: "+req.PostForm.Get("scope"))
+		return
+	}
 	username := req.PostForm.Get("username")
 	if _, ok := req.PostForm["username"]; !ok {
 		oauthError(w, http.StatusUnauthorized, "invalid_request", "Missing parameter: username")
@@ -237,7 +241,7 @@ func (s *Server) passwordGrant(w http.ResponseWriter, req *http.Request, r *real
 	}
 	sess := &userSession{id: s.newID(), userID: u.id, started: now, lastAccess: now, authTime: now.Unix(),
 		ip: clientIP(req), acr: "1", clients: map[string]*clientSession{}}
-	sess.clients[c.id] = &clientSession{clientID: c.id, started: now}
+	sess.clients[c.id] = &clientSession{clientID: c.id, started: now, timestamp: now.Unix()}
 	resp, err := s.issueTokens(r, c, u, sess, req.PostForm.Get("scope"), true)
 	if err != nil {
 		s.serverError(w, err)
@@ -254,6 +258,10 @@ func (s *Server) clientCredentialsGrant(w http.ResponseWriter, req *http.Request
 	}
 	if !c.serviceAccounts {
 		oauthError(w, http.StatusBadRequest, "unauthorized_client", "Client not enabled to retrieve service account")
+		return
+	}
+	if !validScope(r, c, req.PostForm.Get("scope")) {
+		oauthError(w, http.StatusBadRequest, "invalid_scope", "Invalid scopes: "+req.PostForm.Get("scope"))
 		return
 	}
 	var u *user
@@ -273,7 +281,7 @@ func (s *Server) clientCredentialsGrant(w http.ResponseWriter, req *http.Request
 	now := s.now()
 	sess := &userSession{id: s.newID(), userID: u.id, started: now, lastAccess: now, authTime: now.Unix(),
 		ip: clientIP(req), acr: "1", clients: map[string]*clientSession{}, serviceAccount: true}
-	sess.clients[c.id] = &clientSession{clientID: c.id, started: now}
+	sess.clients[c.id] = &clientSession{clientID: c.id, started: now, timestamp: now.Unix()}
 	// Refresh tokens for client_credentials are off by default
 	// (OIDCAdvancedConfigWrapper.isUseRefreshTokenForClientCredentialsGrant).
 	withRefresh := c.attributes["client_credentials.use_refresh_token"] == "true"
@@ -327,17 +335,31 @@ func (s *Server) refreshGrant(w http.ResponseWriter, req *http.Request, r *realm
 		return
 	}
 	if r.revokeRefreshToken {
+		// TokenManager.validateTokenReuse: a token older than the client
+		// session's last refresh is stale; the current one may be used
+		// refreshTokenMaxReuse+1 times. A failure detaches the client session,
+		// so the newest refresh token dies with the reused one.
 		jti := claimString(claims, "jti")
-		if cs.currentToken != "" && cs.currentToken != jti {
-			oauthError(w, http.StatusBadRequest, "invalid_grant", "Stale token")
-			return
+		var reuseErr string
+		if cs.currentToken != "" && jti != cs.currentToken && claimInt(claims, "iat") < cs.timestamp {
+			reuseErr = "Stale token"
+		} else {
+			if jti != cs.currentToken {
+				cs.currentToken = jti
+				cs.tokenUseCount = 0
+			}
+			if cs.tokenUseCount > r.refreshTokenMaxReuse {
+				reuseErr = "Maximum allowed refresh token reuse exceeded"
+			}
 		}
-		if cs.currentToken == jti && cs.tokenUseCount > r.refreshTokenMaxReuse {
-			oauthError(w, http.StatusBadRequest, "invalid_grant", "Maximum allowed refresh token reuse exceeded")
+		if reuseErr != "" {
+			delete(sess.clients, c.id)
+			oauthError(w, http.StatusBadRequest, "invalid_grant", reuseErr)
 			return
 		}
 		cs.tokenUseCount++
 	}
+	cs.timestamp = now.Unix()
 	sess.lastAccess = now
 	resp, err := s.issueTokens(r, c, u, sess, claimString(claims, "scope"), true)
 	if err != nil {
@@ -345,6 +367,23 @@ func (s *Server) refreshGrant(w http.ResponseWriter, req *http.Request, r *realm
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// validScope is TokenManager.isValidScope: every requested scope but
+// "openid" must be a default or optional client scope of the client.
+func validScope(r *realm, c *client, scopeParam string) bool {
+	names := map[string]bool{}
+	for _, id := range append(append([]string(nil), c.defaultScopes...), c.optionalScopes...) {
+		if sc := r.scopes[id]; sc != nil {
+			names[sc.name] = true
+		}
+	}
+	for _, sc := range strings.Fields(scopeParam) {
+		if sc != "openid" && !names[sc] {
+			return false
+		}
+	}
+	return true
 }
 
 // activeSession returns the session and its user when the session exists
@@ -435,10 +474,6 @@ func (s *Server) issueTokens(r *realm, c *client, u *user, sess *userSession, sc
 			return nil, err
 		}
 		resp.RefreshExpiresIn = rexp - now.Unix()
-		if cs := sess.clients[c.id]; cs != nil && r.revokeRefreshToken {
-			cs.currentToken = jti
-			cs.tokenUseCount = 0
-		}
 	}
 	return resp, nil
 }

@@ -55,10 +55,15 @@ func TestRefreshTokenRotation(t *testing.T) {
 			if claims(t, r.json(t)["access_token"].(string))["sid"] != tok["session_state"] {
 				t.Error("refreshed token left its session")
 			}
+			e.clock.Advance(time.Second)
 			r = e.refresh(rt1)
 			if revoke {
-				if r.status != 400 || r.json(t)["error"] != "invalid_grant" {
+				if r.status != 400 || r.json(t)["error"] != "invalid_grant" || r.json(t)["error_description"] != "Maximum allowed refresh token reuse exceeded" {
 					t.Errorf("reuse with revokeRefreshToken: %d %s", r.status, r.body)
+				}
+				// Reuse detection detaches the client session: the newest token dies too.
+				if r := e.refresh(rt2); r.status != 400 {
+					t.Errorf("newest refresh token after reuse: %d %s", r.status, r.body)
 				}
 			} else if r.status != 200 {
 				t.Errorf("reuse without revokeRefreshToken: %d %s", r.status, r.body)
