@@ -87,10 +87,10 @@ type smtpBackend struct{ in *inbox }
 type smtpSession struct{ in *inbox }
 
 func (b smtpBackend) NewSession(*gosmtp.Conn) (gosmtp.Session, error) { return smtpSession(b), nil }
-func (smtpSession) Mail(string, *gosmtp.MailOptions) error             { return nil }
-func (smtpSession) Rcpt(string, *gosmtp.RcptOptions) error             { return nil }
-func (smtpSession) Reset()                                             {}
-func (smtpSession) Logout() error                                      { return nil }
+func (smtpSession) Mail(string, *gosmtp.MailOptions) error            { return nil }
+func (smtpSession) Rcpt(string, *gosmtp.RcptOptions) error            { return nil }
+func (smtpSession) Reset()                                            {}
+func (smtpSession) Logout() error                                     { return nil }
 func (s smtpSession) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	s.in.add(string(b))
