@@ -51,6 +51,7 @@ func InvalidInput(format string, args ...any) error {
 	return &InputError{Message: fmt.Sprintf(format, args...)}
 }
 
+// Error implements error; show Message, not this, to the user.
 func (e *InputError) Error() string { return "factors: invalid input: " + e.Message }
 
 // Is makes errors.Is(err, ErrInvalidInput) true.
@@ -65,6 +66,7 @@ type LockedError struct {
 	Err   error
 }
 
+// Error implements error.
 func (e *LockedError) Error() string {
 	s := "factors: locked until " + e.Until.UTC().Format(time.RFC3339)
 	if e.Err != nil {
@@ -91,6 +93,7 @@ type RateLimitedError struct {
 	Until      time.Time
 }
 
+// Error implements error.
 func (e *RateLimitedError) Error() string {
 	return fmt.Sprintf("factors: too many failed attempts, retry after %s", e.RetryAfter)
 }

@@ -69,6 +69,7 @@ type phc struct {
 
 var b64 = base64.RawStdEncoding
 
+// String encodes h as a PHC string, the form stored in the credential.
 func (h phc) String() string {
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version,
 		h.params.MemoryKiB, h.params.Time, h.params.Threads, b64.EncodeToString(h.salt), b64.EncodeToString(h.key))
