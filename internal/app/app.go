@@ -93,10 +93,10 @@ func NewLogger(w io.Writer, c config.Log) *slog.Logger {
 // Serve runs the sidecar until ctx is done.
 func Serve(ctx context.Context, cfg config.Config, opts Options) error {
 	log := NewLogger(opts.Stderr, cfg.Log)
-	rt, err := build(ctx, cfg, log)
+	rt, err := New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	return rt.run(ctx)
+	return rt.Run(ctx)
 }

@@ -96,17 +96,17 @@ func Dev(ctx context.Context, opts DevOptions) error {
 		return fmt.Errorf("dev: provisioning the dev realm: %w", err)
 	}
 	log := NewLogger(opts.Stderr, cfg.Log)
-	rt, err := build(ctx, cfg, log)
+	rt, err := New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	sidecar := "http://" + rt.server.Addr()
+	sidecar := "http://" + rt.Addr()
 	printWalkthrough(opts.Stdout, sidecar, kc.URL())
 	if opts.Ready != nil {
 		opts.Ready(sidecar, kc.URL())
 	}
-	return rt.run(ctx)
+	return rt.Run(ctx)
 }
 
 type devKeys struct {

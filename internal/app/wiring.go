@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/stepup-bridge/stepup-bridge/bridge"
 	"github.com/stepup-bridge/stepup-bridge/config"
+	"github.com/stepup-bridge/stepup-bridge/factors"
 	"github.com/stepup-bridge/stepup-bridge/internal/keyring"
 	"github.com/stepup-bridge/stepup-bridge/internal/server"
 	"github.com/stepup-bridge/stepup-bridge/internal/stepup"
@@ -23,19 +23,31 @@ import (
 	"github.com/stepup-bridge/stepup-bridge/policies"
 )
 
-// runtime is one assembled sidecar.
-type runtime struct {
+// Runtime is one assembled sidecar: build it with New, serve with Run,
+// release with Close. Tests and embedders use it; the binary uses Serve.
+type Runtime struct {
 	cfg     config.Config
 	log     *slog.Logger
 	store   store.Store
 	bridge  *bridge.Bridge
 	stepup  *stepup.Service
+	factors *factors.Registry
 	server  *server.Server
 	source  *policies.FileSource
 	closers []func() error
 }
 
-func (r *runtime) Close() error {
+// Addr is the bound listen address.
+func (rt *Runtime) Addr() string { return rt.server.Addr() }
+
+// Store is the runtime's store (tests read the audit trail through it).
+func (rt *Runtime) Store() store.Store { return rt.store }
+
+// Factors is the runtime's factor registry (tests enrol through it).
+func (rt *Runtime) Factors() *factors.Registry { return rt.factors }
+
+// Close releases everything New opened.
+func (r *Runtime) Close() error {
 	var errs []error
 	for i := len(r.closers) - 1; i >= 0; i-- {
 		errs = append(errs, r.closers[i]())
@@ -43,10 +55,10 @@ func (r *runtime) Close() error {
 	return errors.Join(errs...)
 }
 
-// build opens every dependency and assembles the server. On error it
-// closes what it opened. The listener is bound, so Addr is known.
-func build(ctx context.Context, cfg config.Config, log *slog.Logger) (rt *runtime, err error) {
-	rt = &runtime{cfg: cfg, log: log}
+// New opens every dependency and assembles the server. On error it closes
+// what it opened. The listener is bound, so Addr is known.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (rt *Runtime, err error) {
+	rt = &Runtime{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
 			_ = rt.Close()
@@ -86,6 +98,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger) (rt *runtim
 	if err != nil {
 		return nil, err
 	}
+	rt.factors = registry
 
 	graceUntil := time.Time{}
 	if cfg.Login.Require.GracePeriod > 0 {
@@ -149,10 +162,10 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger) (rt *runtim
 	return rt, nil
 }
 
-// run serves until ctx is done, with the background work a sidecar needs:
+// Run serves until ctx is done, with the background work a sidecar needs:
 // policy reloads (SIGHUP, file changes) and the sweep of expired
 // challenges (which logs out abandoned pending logins).
-func (rt *runtime) run(ctx context.Context) error {
+func (rt *Runtime) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if rt.source != nil {
@@ -169,7 +182,7 @@ func (rt *runtime) run(ctx context.Context) error {
 	return rt.server.Serve(ctx)
 }
 
-func (rt *runtime) sweep(ctx context.Context, every time.Duration) {
+func (rt *Runtime) sweep(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -191,5 +204,3 @@ func (rt *runtime) sweep(ctx context.Context, every time.Duration) {
 		}
 	}
 }
-
-var _ io.Closer = (*bridge.Bridge)(nil)

@@ -2,12 +2,8 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -16,95 +12,26 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
+	"github.com/stepup-bridge/stepup-bridge/internal/store/postgres/pgtest"
 	"github.com/stepup-bridge/stepup-bridge/internal/store/sqlmigrate"
 	"github.com/stepup-bridge/stepup-bridge/internal/store/storetest"
 )
 
-// defaultTestDSN is the local server these tests use unless
-// STEPUP_TEST_POSTGRES_DSN says otherwise.
-const defaultTestDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
 // testMaxConns keeps each test store's pool small: the suite opens many.
 const testMaxConns = 5
 
-func testDSN() string {
-	if v := os.Getenv("STEPUP_TEST_POSTGRES_DSN"); v != "" {
-		return v
-	}
-	return defaultTestDSN
-}
+func testDSN() string { return pgtest.DSN() }
 
-// freshSchema creates a schema with a random name, drops it when t ends,
-// and returns a DSN whose search_path is that schema: every test gets its
-// own tables, so test packages running at once never collide. It skips t
-// (fails it when CI=true) if PostgreSQL cannot be reached.
-func freshSchema(t testing.TB) string {
-	t.Helper()
-	base := testDSN()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	conn := connectOrSkip(ctx, t, base)
-	defer conn.Close(context.WithoutCancel(ctx))
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	schema := "storetest_" + hex.EncodeToString(b[:])
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("creating schema %s: %v", schema, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-		}
-	})
-	return withSearchPath(t, base, schema)
-}
+func freshSchema(t testing.TB) string { return pgtest.FreshSchema(t) }
 
-// connectOrSkip connects to dsn, or skips t (fails it when CI=true, where
-// PostgreSQL must be there) with a message naming the DSN.
 func connectOrSkip(ctx context.Context, t testing.TB, dsn string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL at %s is unreachable and CI=true: %v", dsn, err)
-		}
-		t.Skipf("skipping: PostgreSQL at %s is unreachable (set STEPUP_TEST_POSTGRES_DSN to test against another server): %v", dsn, err)
-	}
-	return conn
+	return pgtest.Connect(ctx, t, dsn)
 }
 
-// requirePostgres skips (or, with CI=true, fails) a whole test up front,
-// instead of once per subtest.
-func requirePostgres(t *testing.T) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	connectOrSkip(ctx, t, testDSN()).Close(ctx)
-}
+func requirePostgres(t *testing.T) { pgtest.Require(t) }
 
 func withSearchPath(t testing.TB, dsn, schema string) string {
-	t.Helper()
-	if !strings.Contains(dsn, "://") {
-		return dsn + " search_path=" + schema
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("parsing STEPUP_TEST_POSTGRES_DSN: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return pgtest.WithSearchPath(t, dsn, schema)
 }
 
 func openDSN(t testing.TB, dsn string) *Store {
