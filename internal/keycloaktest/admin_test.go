@@ -368,7 +368,8 @@ func TestClientsAndScopes(t *testing.T) {
 			t.Errorf("service account token lacks %s: %v", want, rm)
 		}
 	}
-	if cc["azp"] != "stepup-bridge-admin" || cc["preferred_username"] != "service-account-stepup-bridge-admin" || cc["aud"] == nil {
+	if cc["azp"] != "stepup-bridge-admin" || cc["preferred_username"] != "service-account-stepup-bridge-admin" || cc["aud"] == nil ||
+		cc["client_id"] != "stepup-bridge-admin" || cc["clientAddress"] != "127.0.0.1" {
 		t.Errorf("client credentials claims %v", cc)
 	}
 }

@@ -98,10 +98,11 @@ func (a *adminRequest) users(seg []string) error {
 			if err := a.need("view-users"); err != nil {
 				return err
 			}
-			if u == nil {
-				return errUserNotFound
+			rep := a.s.userToRep(r, u, contextAdmin, false)
+			if a.query("userProfileMetadata") == "true" {
+				rep["userProfileMetadata"] = a.profileMetadata(contextAdmin)
 			}
-			return a.json(http.StatusOK, a.s.userToRep(r, u, contextAdmin, false))
+			return a.json(http.StatusOK, rep)
 		case http.MethodPut:
 			if err := a.need("manage-users"); err != nil {
 				return err

@@ -481,9 +481,31 @@ func (s *Server) applyClientRep(r *realm, c *client, rep *clientRep, create bool
 	}
 }
 
+// serviceAccountMappers are the session-note mappers ClientManager.enableServiceAccount
+// adds to a client (ServiceAccountConstants: client_id, clientHost, clientAddress).
+func serviceAccountMappers() []mapperRep {
+	note := func(name, note string) mapperRep {
+		return boolMapper(name, "oidc-usersessionmodel-note-mapper", map[string]string{
+			"user.session.note": note, "claim.name": note, "jsonType.label": "String",
+			"id.token.claim": "true", "access.token.claim": "true", "introspection.token.claim": "true"})
+	}
+	return []mapperRep{note("Client ID", "client_id"), note("Client Host", "clientHost"), note("Client IP Address", "clientAddress")}
+}
+
 // ensureServiceAccount creates the service-account user of a client when it
-// has none (ClientManager.enableServiceAccount).
+// has none, with the service-account mappers (ClientManager.enableServiceAccount).
 func (s *Server) ensureServiceAccount(r *realm, c *client) *user {
+	for _, m := range serviceAccountMappers() {
+		found := false
+		for _, have := range c.mappers {
+			if have.name == m.Name || (have.mapperType == m.ProtocolMapper && have.config["user.session.note"] == m.Config["user.session.note"]) {
+				found = true
+			}
+		}
+		if !found {
+			c.mappers = append(c.mappers, s.newMapper(m))
+		}
+	}
 	for _, u := range r.users {
 		if u.serviceAccountFor == c.id {
 			return u

@@ -44,12 +44,21 @@ func (s *Server) newKey(realmName string) (*signingKey, error) {
 	return &signingKey{kid: base64.RawURLEncoding.EncodeToString(sum[:]), priv: priv, cert: der}, nil
 }
 
+// generateKeys creates the signing and encryption keys in parallel: RSA key
+// generation dominates realm creation time.
 func (s *Server) generateKeys(r *realm) error {
+	var enc *signingKey
+	var encErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		enc, encErr = s.newKey(r.name)
+	}()
 	sig, err := s.newKey(r.name)
-	if err != nil {
-		return fmt.Errorf("realm %s: %w", r.name, err)
+	<-done
+	if err == nil {
+		err = encErr
 	}
-	enc, err := s.newKey(r.name)
 	if err != nil {
 		return fmt.Errorf("realm %s: %w", r.name, err)
 	}

@@ -536,6 +536,11 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, req *http.Request, r *rea
 		oauthError(w, http.StatusUnauthorized, "invalid_token", "Token verification failed")
 		return
 	}
+	// UserInfoEndpoint: only tokens of an OpenID request may read userinfo.
+	if !contains(strings.Fields(claimString(claims, "scope")), "openid") {
+		oauthError(w, http.StatusForbidden, "insufficient_scope", "Missing openid scope")
+		return
+	}
 	g := s.newGrantContext(r, c, u, sess, claimString(claims, "scope"), s.issuer(r))
 	out := map[string]any{"sub": u.id}
 	if err := g.applyMappers(out, targetUserinfo); err != nil {

@@ -204,7 +204,7 @@ func (g *grantContext) sessionNote(name string) []string {
 	switch name {
 	case "AUTH_TIME":
 		return []string{strconv.FormatInt(s.authTime, 10)}
-	case "clientId", "client_id":
+	case "client_id":
 		if s.serviceAccount {
 			return []string{g.client.clientID}
 		}

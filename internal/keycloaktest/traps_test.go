@@ -173,6 +173,10 @@ func TestUserinfo(t *testing.T) {
 	if r := e.do(http.MethodGet, "/realms/stepup-dev/protocol/openid-connect/userinfo", nil, map[string]string{"Authorization": "Bearer x"}); r.status != 401 {
 		t.Errorf("bad token: %d", r.status)
 	}
+	noOpenID := e.login("alice", "alice", "")["access_token"].(string)
+	if r := e.do(http.MethodGet, "/realms/stepup-dev/protocol/openid-connect/userinfo", nil, map[string]string{"Authorization": "Bearer " + noOpenID}); r.status != 403 || r.json(t)["error"] != "insufficient_scope" {
+		t.Errorf("token without openid: %d %s", r.status, r.body)
+	}
 }
 
 func TestAccountStateErrors(t *testing.T) {
