@@ -57,12 +57,15 @@ type Server struct {
 	latency     atomic.Int64
 	closeOnce   sync.Once
 	closeErr    error
+	stopWatch   func() bool
 }
 
 var errConflict = errors.New("conflict")
 
 // Start listens on opts.Addr, creates the master realm with the admin user
 // and the admin-cli client, and serves until Close or until ctx is done.
+// Creating a realm generates two RSA keys, so Start and ImportRealm take a
+// few hundred milliseconds; share a server between tests where you can.
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
@@ -91,10 +94,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s.url = "http://" + ln.Addr().String()
 	s.http = &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = s.http.Serve(ln) }()
-	go func() {
-		<-ctx.Done()
-		_ = s.Close()
-	}()
+	s.stopWatch = context.AfterFunc(ctx, func() { _ = s.Close() })
 	return s, nil
 }
 
@@ -104,6 +104,7 @@ func (s *Server) URL() string { return s.url }
 // Close stops the server; open connections are closed.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.stopWatch()
 		s.closeErr = s.http.Close()
 	})
 	return s.closeErr

@@ -1,6 +1,7 @@
 package keycloaktest
 
 import (
+	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDiscovery(t *testing.T) {
@@ -235,4 +237,27 @@ func TestAdminGetAndPutUser(t *testing.T) {
 	if r := e.api(http.MethodGet, "/admin/realms/stepup-dev/users/00000000-0000-0000-0000-000000000000", tok, nil); r.status != 404 || string(r.json(t)["error"].(string)) != "User not found" {
 		t.Errorf("missing user: %d %s", r.status, r.body)
 	}
+}
+
+func TestStartStopsWithContext(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := Start(ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := http.Get(s.URL() + "/realms/master/.well-known/openid-configuration"); err != nil || r.StatusCode != 200 {
+		t.Fatalf("master discovery: %v", err)
+	} else {
+		r.Body.Close()
+	}
+	cancel()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := http.Get(s.URL() + "/realms/master"); err != nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Error("server still answers after its context ended")
 }
