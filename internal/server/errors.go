@@ -120,6 +120,8 @@ func toAPIError(err error) *apiError {
 		return e(http.StatusConflict, "already_enrolled", "the factor is already enrolled; change or remove it first")
 	case errors.Is(err, factors.ErrExpired):
 		return e(http.StatusForbidden, "credential_expired", "the credential has expired; change it")
+	case errors.Is(err, factors.ErrNotSupported):
+		return e(http.StatusBadRequest, "unsupported_operation", "the factor does not support this operation")
 
 	// Keycloak. Disabled and wrong password look the same: no enumeration.
 	case errors.Is(err, bridge.ErrInvalidCredentials), errors.Is(err, bridge.ErrAccountDisabled):

@@ -138,6 +138,7 @@ func (s *Server) routes() {
 		s.mux.Handle("/v1/authz/", s.authz)
 	}
 	s.stepUpRoutes()
+	s.factorRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &apiError{Status: http.StatusNotFound, Code: "not_found",
 			Description: "no route for " + r.Method + " " + r.URL.Path})

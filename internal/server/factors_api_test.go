@@ -1,0 +1,920 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image/png"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pquerna/otp"
+	pqhotp "github.com/pquerna/otp/hotp"
+	pqtotp "github.com/pquerna/otp/totp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stepup-bridge/stepup-bridge/config"
+	"github.com/stepup-bridge/stepup-bridge/factors"
+	"github.com/stepup-bridge/stepup-bridge/factors/builtin"
+	"github.com/stepup-bridge/stepup-bridge/internal/store"
+	"github.com/stepup-bridge/stepup-bridge/internal/store/sqlite"
+	"github.com/stepup-bridge/stepup-bridge/internal/token"
+)
+
+// Handler-level tests of the factor endpoints: the real factors and
+// registry on a real SQLite store; only token verification is replaced
+// (tokens are names for claims the test chooses). The Keycloak round trip
+// is in factors_e2e_test.go.
+
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// claimsVerifier accepts the tokens the test registered.
+type claimsVerifier struct {
+	mu sync.Mutex
+	m  map[string]token.Claims
+}
+
+func (v *claimsVerifier) Verify(_ context.Context, raw string) (*token.Claims, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	c, ok := v.m[raw]
+	if !ok {
+		return nil, fmt.Errorf("test verifier: %w", token.ErrInvalidSignature)
+	}
+	return &c, nil
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type factorEnv struct {
+	t     *testing.T
+	h     http.Handler
+	st    *sqlite.Store
+	reg   *factors.Registry
+	clock *testClock
+	ver   *claimsVerifier
+	logs  *lockedBuffer
+	n     int
+}
+
+func factorTestConfig() config.Config {
+	cfg := config.Default()
+	cfg.Secrets.EncryptionKeys = []config.Secret{config.Secret("k1:" + base64.StdEncoding.EncodeToString([]byte("abcdefghijklmnopqrstuvwxyz012345")))}
+	cfg.Secrets.Pepper = config.Secret(base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")))
+	cfg.Factors.Enabled = []string{"totp", "hotp", "pin", "backup_code"}
+	cfg.Factors.PIN.Argon2 = config.Argon2{Time: 1, MemoryKiB: 8192, Threads: 1}
+	cfg.Listen.MaxBodyBytes = 1024
+	cfg.RateLimits.IPRequestsPerMinute = 10000
+	return cfg
+}
+
+func newFactorEnv(t *testing.T, mutate func(*config.Config)) *factorEnv {
+	t.Helper()
+	cfg := factorTestConfig()
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "s.db")})
+	if err != nil {
+		t.Fatalf("opening sqlite: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	clock := &testClock{t: time.Unix(1700000000, 0).UTC()}
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	reg, err := builtin.NewRegistry(cfg, builtin.Deps{Store: st, Now: clock.Now, Registerer: prometheus.NewRegistry(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver := &claimsVerifier{m: map[string]token.Claims{}}
+	s, err := New(Options{Config: cfg, Store: st, Logger: log, Now: clock.Now, Verifier: ver, Factors: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &factorEnv{t: t, h: s.Handler(), st: st, reg: reg, clock: clock, ver: ver, logs: logs}
+}
+
+// userClaims are what a password grant gives: acr 1, an hour old.
+func (e *factorEnv) userClaims(user string) token.Claims {
+	now := e.clock.Now()
+	return token.Claims{
+		Subject: user, SessionID: "sid-" + user, PreferredUsername: user, ACR: "1",
+		AuthTime: now.Add(-time.Hour), IssuedAt: now, ExpiresAt: now.Add(5 * time.Minute), Type: "Bearer",
+	}
+}
+
+// stepUp is a step-up entry of c's session, age old.
+func (e *factorEnv) stepUp(c token.Claims, age time.Duration) token.StepUpEntry {
+	iat := e.clock.Now().Add(-age)
+	return token.StepUpEntry{SID: c.SessionID, ACR: "2", AMR: []string{"pin"}, IAT: iat.Unix(), EXP: iat.Add(time.Hour).Unix()}
+}
+
+// token registers c and returns a bearer token standing for it.
+func (e *factorEnv) token(c token.Claims) string {
+	e.ver.mu.Lock()
+	defer e.ver.mu.Unlock()
+	e.n++
+	raw := fmt.Sprintf("tok-%d", e.n)
+	e.ver.m[raw] = c
+	return raw
+}
+
+// plain is a token without any step-up; fresh one stepped up just now.
+func (e *factorEnv) plain(user string) string { return e.token(e.userClaims(user)) }
+
+func (e *factorEnv) fresh(user string) string {
+	c := e.userClaims(user)
+	c.StepUp = []token.StepUpEntry{e.stepUp(c, 0)}
+	return e.token(c)
+}
+
+type reqOpts struct {
+	contentType string
+}
+
+// do sends one request; body nil sends none, a string is sent as is,
+// anything else as JSON.
+func (e *factorEnv) do(method, path, tok string, body any, opts ...reqOpts) *httptest.ResponseRecorder {
+	e.t.Helper()
+	var rd io.Reader
+	ctype := ""
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd, ctype = strings.NewReader(b), "application/json"
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rd, ctype = bytes.NewReader(j), "application/json"
+	}
+	for _, o := range opts {
+		ctype = o.contentType
+	}
+	req := httptest.NewRequest(method, path, rd)
+	req.RemoteAddr = "192.0.2.10:4000"
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	return rec
+}
+
+func (e *factorEnv) mustStatus(rec *httptest.ResponseRecorder, want int) {
+	e.t.Helper()
+	if rec.Code != want {
+		e.t.Fatalf("status %d, want %d: %s", rec.Code, want, rec.Body)
+	}
+}
+
+// list is GET /v1/factors.
+func (e *factorEnv) list(tok string) factorsJSON {
+	e.t.Helper()
+	rec := e.do("GET", "/v1/factors", tok, nil)
+	e.mustStatus(rec, http.StatusOK)
+	var out factorsJSON
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+func (e *factorEnv) state(user, factor string) factors.Status {
+	e.t.Helper()
+	st, err := e.reg.Status(context.Background(), user)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, s := range st {
+		if s.Factor == factor {
+			return s
+		}
+	}
+	e.t.Fatalf("no status of %s", factor)
+	return factors.Status{}
+}
+
+func (e *factorEnv) enrol(tok, factor string, body any) enrolmentJSON {
+	e.t.Helper()
+	rec := e.do("POST", "/v1/factors/"+factor, tok, body)
+	e.mustStatus(rec, http.StatusCreated)
+	var out enrolmentJSON
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+func totpCode(t *testing.T, secret string, at time.Time) string {
+	t.Helper()
+	c, err := pqtotp.GenerateCodeCustom(secret, at, pqtotp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (e *factorEnv) audit(user string) []store.AuditEvent {
+	e.t.Helper()
+	evs, err := e.st.ListAudit(context.Background(), store.AuditQuery{UserID: user, Limit: 1000})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return evs
+}
+
+// checkStepUpChallenge asserts RFC 9470's answer.
+func checkStepUpChallenge(t *testing.T, rec *httptest.ResponseRecorder, maxAge int) {
+	t.Helper()
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("status %d, want 401: %s", rec.Code, rec.Body)
+	}
+	h := rec.Header().Get("WWW-Authenticate")
+	want := fmt.Sprintf(`Bearer error="insufficient_user_authentication", error_description="managing second factors requires a step-up within the last %d seconds", acr_values="2", max_age=%d`, maxAge, maxAge)
+	if h != want {
+		t.Fatalf("WWW-Authenticate = %s\nwant             %s", h, want)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if body["error"] != "insufficient_user_authentication" || body["acr_values"] != "2" || body["max_age"] != float64(maxAge) {
+		t.Fatalf("body = %v", body)
+	}
+	if fs, _ := body["factors"].([]any); len(fs) == 0 {
+		t.Fatalf("body names no factor to step up with: %v", body)
+	}
+}
+
+func TestFactorsFirstEnrolmentNeedsNoStepUp(t *testing.T) {
+	t.Parallel()
+	e := newFactorEnv(t, nil)
+	tok := e.plain("alice")
+
+	l := e.list(tok)
+	if len(l.Factors) != 4 || len(l.Active) != 0 || l.StepUpRequired {
+		t.Fatalf("fresh user: %+v", l)
+	}
+	for _, f := range l.Factors {
+		if f.State != factors.StateNone {
+			t.Fatalf("fresh user has %s in state %s", f.Factor, f.State)
+		}
+	}
+
+	// No body at all is fine for backup codes.
+	enr := e.enrol(tok, "backup_code", nil)
+	if enr.State != "active" || len(enr.Codes) != 10 || enr.Replaced || enr.Secret != "" || enr.QRURL != "" {
+		t.Fatalf("backup codes: %+v", enr)
+	}
+	l = e.list(tok)
+	bc := l.Factors[slices.IndexFunc(l.Factors, func(s factors.Status) bool { return s.Factor == "backup_code" })]
+	if bc.State != "active" || bc.Remaining == nil || *bc.Remaining != 10 || bc.Low {
+		t.Fatalf("backup code status: %+v", bc)
+	}
+	if !slices.Equal(l.Active, []string{"backup_code"}) || !l.StepUpRequired {
+		t.Fatalf("after first factor: active %v, stepup_required %v", l.Active, l.StepUpRequired)
+	}
+
+	// The second one needs a step-up; the same token is now refused.
+	checkStepUpChallenge(t, e.do("POST", "/v1/factors/pin", tok, map[string]string{"pin": "5831", "confirmation": "5831"}), 300)
+	if s := e.state("alice", "pin"); s.State != factors.StateNone {
+		t.Fatalf("refused enrolment changed the PIN: %+v", s)
+	}
+	enr = e.enrol(e.fresh("alice"), "pin", map[string]string{"pin": "5831", "confirmation": "5831", "label": "Desk"})
+	if enr.State != "active" || enr.CredentialID == "" {
+		t.Fatalf("pin: %+v", enr)
+	}
+	if s := e.state("alice", "pin"); s.State != factors.StateActive || s.Label != "Desk" {
+		t.Fatalf("pin status: %+v", s)
+	}
+	if _, err := e.reg.Verify(context.Background(), "pin", "alice", "5831", factors.Meta{}); err != nil {
+		t.Fatalf("enrolled PIN does not verify: %v", err)
+	}
+}
+
+// TestFactorsStepUpRule: which tokens count as a recent step-up for a user
+// who has an active factor.
+func TestFactorsStepUpRule(t *testing.T) {
+	t.Parallel()
+	e := newFactorEnv(t, func(c *config.Config) { c.StepUp.ManagementMaxAge = 2 * time.Minute })
+	e.enrol(e.plain("alice"), "backup_code", nil)
+	now := e.clock.Now()
+
+	tests := []struct {
+		name   string
+		claims func(c token.Claims) token.Claims
+		ok     bool
+	}{
+		{"no step-up", func(c token.Claims) token.Claims { return c }, false},
+		{"fresh step-up", func(c token.Claims) token.Claims {
+			c.StepUp = []token.StepUpEntry{e.stepUp(c, 0)}
+			return c
+		}, true},
+		{"step-up at the limit", func(c token.Claims) token.Claims {
+			c.StepUp = []token.StepUpEntry{e.stepUp(c, 2*time.Minute)}
+			return c
+		}, true},
+		{"step-up too old", func(c token.Claims) token.Claims {
+			c.StepUp = []token.StepUpEntry{e.stepUp(c, 2*time.Minute+time.Second)}
+			return c
+		}, false},
+		{"step-up of another session", func(c token.Claims) token.Claims {
+			s := e.stepUp(c, 0)
+			s.SID = "another-session"
+			c.StepUp = []token.StepUpEntry{s}
+			return c
+		}, false},
+		{"step-up expired", func(c token.Claims) token.Claims {
+			s := e.stepUp(c, 0)
+			s.EXP = now.Unix()
+			c.StepUp = []token.StepUpEntry{s}
+			return c
+		}, false},
+		{"step-up below the level", func(c token.Claims) token.Claims {
+			s := e.stepUp(c, 0)
+			s.ACR = "1"
+			c.StepUp = []token.StepUpEntry{s}
+			return c
+		}, false},
+		{"step-up above the level", func(c token.Claims) token.Claims {
+			s := e.stepUp(c, 0)
+			s.ACR = "3"
+			c.StepUp = []token.StepUpEntry{s}
+			return c
+		}, true},
+		{"one good entry among bad ones", func(c token.Claims) token.Claims {
+			old := e.stepUp(c, time.Hour)
+			other := e.stepUp(c, 0)
+			other.SID = "x"
+			c.StepUp = []token.StepUpEntry{old, other, e.stepUp(c, time.Minute)}
+			return c
+		}, true},
+		{"keycloak acr 2, recent auth_time", func(c token.Claims) token.Claims {
+			c.ACR, c.AuthTime = "2", now.Add(-time.Minute)
+			return c
+		}, true},
+		{"keycloak acr 2, old auth_time", func(c token.Claims) token.Claims {
+			c.ACR, c.AuthTime = "2", now.Add(-10*time.Minute)
+			return c
+		}, false},
+		{"keycloak acr 2, no auth_time", func(c token.Claims) token.Claims {
+			c.ACR, c.AuthTime = "2", time.Time{}
+			return c
+		}, false},
+		{"keycloak acr 1, recent auth_time", func(c token.Claims) token.Claims {
+			c.ACR, c.AuthTime = "1", now
+			return c
+		}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := e.token(tc.claims(e.userClaims("alice")))
+			l := e.list(tok)
+			if l.StepUpRequired == tc.ok {
+				t.Fatalf("stepup_required = %v, want %v", l.StepUpRequired, !tc.ok)
+			}
+			rec := e.do("POST", "/v1/factors/backup_code/regenerate", tok, nil)
+			if !tc.ok {
+				checkStepUpChallenge(t, rec, 120)
+				return
+			}
+			if rec.Code != http.StatusCreated {
+				t.Fatalf("status %d, want 201: %s", rec.Code, rec.Body)
+			}
+		})
+	}
+}
+
+func TestLevelAtLeast(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		have, want string
+		ok         bool
+	}{
+		{"2", "2", true}, {"3", "2", true}, {"1", "2", false}, {"0", "2", false},
+		{"10", "2", true}, {"gold", "gold", true}, {"gold", "2", false}, {"", "2", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.have+">="+tc.want, func(t *testing.T) {
+			if got := levelAtLeast(tc.have, tc.want); got != tc.ok {
+				t.Fatalf("levelAtLeast(%q, %q) = %v", tc.have, tc.want, got)
+			}
+		})
+	}
+}
+
+// TestFactorsBadInput: every refusal is a 4xx JSON error and leaves the
+// user's factors as they were.
+func TestFactorsBadInput(t *testing.T) {
+	t.Parallel()
+	e := newFactorEnv(t, nil)
+	plain := e.plain("alice")
+	e.enrol(plain, "pin", map[string]string{"pin": "5831", "confirmation": "5831"})
+	fresh := e.fresh("alice")
+	e.enrol(fresh, "totp", nil) // pending
+	service := e.userClaims("svc")
+	service.SessionID = ""
+	serviceTok := e.token(service)
+
+	long := strings.Repeat("x", 2000)
+	tests := []struct {
+		name, method, path string
+		tok                string
+		body               any
+		ctype              string
+		status             int
+		code               string
+		// reachesFactor: the factor itself refuses (and audits the try).
+		reachesFactor bool
+	}{
+		{"unknown factor enrol", "POST", "/v1/factors/sms", fresh, nil, "", 400, "invalid_request", false},
+		{"unknown factor delete", "DELETE", "/v1/factors/nope", fresh, nil, "", 400, "invalid_request", false},
+		{"unknown factor confirm", "POST", "/v1/factors/nope/confirm", fresh, map[string]string{"code": "123456"}, "", 400, "invalid_request", false},
+		{"unknown factor qr", "GET", "/v1/factors/nope/qr.png", fresh, nil, "", 400, "invalid_request", false},
+		{"unknown factor change", "PUT", "/v1/factors/nope", fresh, map[string]string{}, "", 400, "invalid_request", false},
+		{"unknown field", "POST", "/v1/factors/backup_code", fresh, `{"label":"x","admin":true}`, "", 400, "invalid_request", false},
+		{"malformed json", "POST", "/v1/factors/hotp", fresh, `{"label":`, "", 400, "invalid_request", false},
+		{"oversized body", "POST", "/v1/factors/hotp", fresh, `{"label":"` + long + `"}`, "", 413, "invalid_request", false},
+		{"wrong content type", "POST", "/v1/factors/hotp", fresh, `{"label":"x"}`, "text/plain", 415, "invalid_request", false},
+		{"label too long", "POST", "/v1/factors/hotp", fresh, map[string]string{"label": strings.Repeat("é", 65)}, "", 400, "invalid_request", false},
+		{"label with control characters", "POST", "/v1/factors/hotp", fresh, map[string]string{"label": "a\nb"}, "", 400, "invalid_request", false},
+		{"account name with colon", "POST", "/v1/factors/hotp", fresh, map[string]string{"account_name": "evil:alice"}, "", 400, "invalid_request", false},
+		{"pin fields on totp", "POST", "/v1/factors/hotp", fresh, map[string]string{"pin": "5831", "confirmation": "5831"}, "", 400, "invalid_request", false},
+		{"pin without confirmation", "POST", "/v1/factors/pin", fresh, map[string]string{"pin": "4711"}, "", 400, "invalid_request", false},
+		{"pin with letters", "POST", "/v1/factors/pin", fresh, map[string]string{"pin": "47a1", "confirmation": "47a1"}, "", 400, "invalid_request", false},
+		{"pin mismatch", "POST", "/v1/factors/pin", fresh, map[string]string{"pin": "4711", "confirmation": "4712"}, "", 400, "invalid_request", false},
+		{"pin too short", "POST", "/v1/factors/pin", fresh, map[string]string{"pin": "47", "confirmation": "47"}, "", 400, "invalid_request", true},
+		{"pin trivial", "POST", "/v1/factors/pin", fresh, map[string]string{"pin": "1234", "confirmation": "1234"}, "", 400, "invalid_request", true},
+		{"pin already set", "POST", "/v1/factors/pin", fresh, map[string]string{"pin": "4711", "confirmation": "4711"}, "", 409, "already_enrolled", true},
+		{"regenerate a pin", "POST", "/v1/factors/pin/regenerate", fresh, nil, "", 400, "invalid_request", false},
+		{"confirm without body", "POST", "/v1/factors/totp/confirm", fresh, nil, "", 400, "invalid_request", false},
+		{"confirm without code", "POST", "/v1/factors/totp/confirm", fresh, map[string]string{}, "", 400, "invalid_request", false},
+		{"confirm code too short", "POST", "/v1/factors/totp/confirm", fresh, map[string]string{"code": "12345"}, "", 400, "invalid_request", false},
+		{"confirm code 7 digits", "POST", "/v1/factors/totp/confirm", fresh, map[string]string{"code": "1234567"}, "", 400, "invalid_request", false},
+		{"confirm code with letters", "POST", "/v1/factors/totp/confirm", fresh, map[string]string{"code": "12a456"}, "", 400, "invalid_request", false},
+		{"confirm code far too long", "POST", "/v1/factors/totp/confirm", fresh, map[string]string{"code": strings.Repeat("1", 65)}, "", 400, "invalid_request", false},
+		{"confirm a pin", "POST", "/v1/factors/pin/confirm", fresh, map[string]string{"code": "5831"}, "", 409, "already_enrolled", false},
+		{"confirm nothing pending", "POST", "/v1/factors/hotp/confirm", fresh, map[string]string{"code": "123456"}, "", 400, "factor_not_available", false},
+		{"change totp", "PUT", "/v1/factors/totp", fresh, map[string]string{"current": "1", "pin": "2", "confirmation": "2"}, "", 400, "unsupported_operation", false},
+		{"change without current", "PUT", "/v1/factors/pin", fresh, map[string]string{"pin": "4711", "confirmation": "4711"}, "", 400, "invalid_request", false},
+		{"change current with letters", "PUT", "/v1/factors/pin", fresh, map[string]string{"current": "58x1", "pin": "4711", "confirmation": "4711"}, "", 400, "invalid_request", false},
+		{"change mismatch", "PUT", "/v1/factors/pin", fresh, map[string]string{"current": "5831", "pin": "4711", "confirmation": "4712"}, "", 400, "invalid_request", false},
+		{"change to a trivial pin", "PUT", "/v1/factors/pin", fresh, map[string]string{"current": "5831", "pin": "0000", "confirmation": "0000"}, "", 400, "invalid_request", true},
+		{"change to the same pin", "PUT", "/v1/factors/pin", fresh, map[string]string{"current": "5831", "pin": "5831", "confirmation": "5831"}, "", 400, "invalid_request", true},
+		{"delete nothing enrolled", "DELETE", "/v1/factors/hotp", fresh, nil, "", 400, "factor_not_available", true},
+		{"no token", "POST", "/v1/factors/backup_code", "", nil, "", 401, "invalid_request", false},
+		{"bad token", "DELETE", "/v1/factors/pin", "forged", nil, "", 401, "invalid_token", false},
+		{"service account", "DELETE", "/v1/factors/pin", serviceTok, nil, "", 403, "access_denied", false},
+		{"no step-up", "DELETE", "/v1/factors/pin", plain, nil, "", 401, "insufficient_user_authentication", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := e.reg.Status(context.Background(), "alice")
+			audited := len(e.audit("alice"))
+			var opts []reqOpts
+			if tc.ctype != "" {
+				opts = append(opts, reqOpts{contentType: tc.ctype})
+			}
+			rec := e.do(tc.method, tc.path, tc.tok, tc.body, opts...)
+			if rec.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, rec.Body)
+			}
+			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+				t.Fatalf("Content-Type %q", ct)
+			}
+			if got := decodeError(t, rec.Body); got.Code != tc.code {
+				t.Fatalf("error %q (%s), want %q", got.Code, got.Description, tc.code)
+			}
+			after, _ := e.reg.Status(context.Background(), "alice")
+			if !slices.EqualFunc(before, after, func(a, b factors.Status) bool {
+				ja, _ := json.Marshal(a)
+				jb, _ := json.Marshal(b)
+				return bytes.Equal(ja, jb)
+			}) {
+				t.Fatalf("refused request changed the factors:\nbefore %+v\nafter  %+v", before, after)
+			}
+			n := len(e.audit("alice"))
+			switch {
+			case tc.reachesFactor && n == audited:
+				t.Fatal("the factor's refusal was not audited")
+			case !tc.reachesFactor && n != audited:
+				t.Fatalf("a request refused before the factor wrote %d audit events", n-audited)
+			}
+		})
+	}
+	if s := e.state("alice", "pin"); s.LockedUntil != (time.Time{}) {
+		t.Fatalf("bad input counted as PIN failures: %+v", s)
+	}
+	if left, _, _ := e.reg.FailureBudget(context.Background(), "alice"); left != 100 {
+		t.Fatalf("bad input spent the failure budget: %d left", left)
+	}
+}
+
+func TestFactorsTOTPEnrolment(t *testing.T) {
+	t.Parallel()
+	e := newFactorEnv(t, nil)
+	tok := e.plain("alice")
+
+	rec := e.do("GET", "/v1/factors/totp/qr.png", tok, nil)
+	e.mustStatus(rec, http.StatusNotFound)
+
+	enr := e.enrol(tok, "totp", map[string]string{"label": "Phone"})
+	if enr.State != "pending" || enr.Secret == "" || len(enr.QRPNG) == 0 ||
+		enr.QRURL != "/v1/factors/totp/qr.png" || enr.ConfirmURL != "/v1/factors/totp/confirm" {
+		t.Fatalf("enrolment: %+v", enr)
+	}
+	u, err := url.Parse(enr.URI)
+	if err != nil || u.Scheme != "otpauth" || u.Host != "totp" || u.Query().Get("secret") != enr.Secret {
+		t.Fatalf("otpauth URI %q: %v", enr.URI, err)
+	}
+	if !strings.Contains(u.Path, "alice") {
+		t.Fatalf("the app entry is not named after the username: %q", u.Path)
+	}
+	if _, err := png.Decode(bytes.NewReader(enr.QRPNG)); err != nil {
+		t.Fatalf("qr_png is not a PNG: %v", err)
+	}
+	if s := e.state("alice", "totp"); s.State != factors.StatePending || s.Label != "Phone" {
+		t.Fatalf("status after enrolment: %+v", s)
+	}
+
+	rec = e.do("GET", enr.QRURL, tok, nil)
+	e.mustStatus(rec, http.StatusOK)
+	if rec.Header().Get("Content-Type") != "image/png" || rec.Header().Get("Cache-Control") != "no-store" {
+		t.Fatalf("qr.png headers: %v", rec.Header())
+	}
+	if !bytes.Equal(rec.Body.Bytes(), enr.QRPNG) {
+		t.Fatal("qr.png differs from the enrolment's QR code")
+	}
+	for _, other := range []string{"hotp", "pin", "backup_code"} {
+		if rec := e.do("GET", "/v1/factors/"+other+"/qr.png", tok, nil); rec.Code != http.StatusNotFound {
+			t.Fatalf("qr.png of %s: %d", other, rec.Code)
+		}
+	}
+
+	now := e.clock.Now()
+	wrong := totpCode(t, enr.Secret, now.Add(-10*time.Minute))
+	rec = e.do("POST", enr.ConfirmURL, tok, map[string]string{"code": wrong})
+	e.mustStatus(rec, http.StatusBadRequest)
+	if got := decodeError(t, rec.Body); got.Code != "invalid_code" {
+		t.Fatalf("wrong code: %+v", got)
+	}
+	if s := e.state("alice", "totp"); s.State != factors.StatePending {
+		t.Fatalf("wrong code changed the state: %+v", s)
+	}
+	code := totpCode(t, enr.Secret, now)
+	rec = e.do("POST", enr.ConfirmURL, tok, map[string]string{"code": code[:3] + " " + code[3:]})
+	e.mustStatus(rec, http.StatusOK)
+	var conf confirmedJSON
+	if err := json.Unmarshal(rec.Body.Bytes(), &conf); err != nil || conf.State != "active" || conf.CredentialID != enr.CredentialID {
+		t.Fatalf("confirmation: %s (%v)", rec.Body, err)
+	}
+	if s := e.state("alice", "totp"); s.State != factors.StateActive {
+		t.Fatalf("after confirmation: %+v", s)
+	}
+	// The secret in use is never shown again.
+	if rec := e.do("GET", enr.QRURL, e.fresh("alice"), nil); rec.Code != http.StatusNotFound {
+		t.Fatalf("qr.png of an active authenticator: %d", rec.Code)
+	}
+	// The confirming code was used: a replay as a step-up fails.
+	if _, err := e.reg.Verify(context.Background(), "totp", "alice", code, factors.Meta{}); !errors.Is(err, factors.ErrReplay) {
+		t.Fatalf("confirming code verified again: %v", err)
+	}
+	// Enrolling again over the active one: 409, after the step-up check.
+	checkStepUpChallenge(t, e.do("POST", "/v1/factors/totp", tok, nil), 300)
+	rec = e.do("POST", "/v1/factors/totp", e.fresh("alice"), nil)
+	e.mustStatus(rec, http.StatusConflict)
+}
+
+// TestFactorsPendingNeedsStepUpOnceActive: a pending enrolment begun while
+// the user had no factor cannot be confirmed (nor its secret shown) after
+// another factor became active, without a step-up.
+func TestFactorsPendingNeedsStepUpOnceActive(t *testing.T) {
+	t.Parallel()
+	e := newFactorEnv(t, nil)
+	tok := e.plain("alice")
+	enr := e.enrol(tok, "hotp", nil)
+	if enr.State != "pending" || !strings.Contains(enr.URI, "counter=0") {
+		t.Fatalf("hotp enrolment: %+v", enr)
+	}
+	rec := e.do("GET", "/v1/factors/hotp/qr.png", tok, nil)
+	e.mustStatus(rec, http.StatusOK)
+
+	e.enrol(tok, "pin", map[string]string{"pin": "5831", "confirmation": "5831"}) // still the first active one
+
+	checkStepUpChallenge(t, e.do("GET", "/v1/factors/hotp/qr.png", tok, nil), 300)
+	code, err := hotpCode(enr.Secret, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStepUpChallenge(t, e.do("POST", "/v1/factors/hotp/confirm", tok, map[string]string{"code": code}), 300)
+	if s := e.state("alice", "hotp"); s.State != factors.StatePending {
+		t.Fatalf("hotp after refused confirmation: %+v", s)
+	}
+	fresh := e.fresh("alice")
+	e.mustStatus(e.do("POST", "/v1/factors/hotp/confirm", fresh, map[string]string{"code": code}), http.StatusOK)
+	// Cancel = remove; with the step-up.
+	e.mustStatus(e.do("DELETE", "/v1/factors/hotp", fresh, nil), http.StatusNoContent)
+	if s := e.state("alice", "hotp"); s.State != factors.StateNone {
+		t.Fatalf("hotp after removal: %+v", s)
+	}
+}
+
+func hotpCode(secret string, counter uint64) (string, error) {
+	return pqhotp.GenerateCodeCustom(secret, counter, pqhotp.ValidateOpts{Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+}
+
+func TestFactorsBackupCodes(t *testing.T) {
+	t.Parallel()
+	e := newFactorEnv(t, func(c *config.Config) { c.Factors.BackupCodes.Count = 5; c.Factors.BackupCodes.LowWatermark = 2 })
+	tok := e.plain("alice")
+	first := e.enrol(tok, "backup_code", map[string]string{})
+	if len(first.Codes) != 5 {
+		t.Fatalf("codes: %v", first.Codes)
+	}
+	for i := range 3 {
+		if _, err := e.reg.Verify(context.Background(), "backup_code", "alice", first.Codes[i], factors.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := e.state("alice", "backup_code")
+	if st.Remaining == nil || *st.Remaining != 2 || !st.Low {
+		t.Fatalf("after 3 of 5 used: %+v", st)
+	}
+	var listed factorsJSON
+	rec := e.do("GET", "/v1/factors", tok, nil)
+	if err := json.Unmarshal(rec.Body.Bytes(), &listed); err != nil || !strings.Contains(rec.Body.String(), `"remaining":2,"low":true`) {
+		t.Fatalf("list does not show remaining and low: %s", rec.Body)
+	}
+
+	for _, path := range []string{"/v1/factors/backup_code", "/v1/factors/backup_code/regenerate"} {
+		checkStepUpChallenge(t, e.do("POST", path, tok, nil), 300)
+		again := e.enrol2(e.fresh("alice"), path)
+		if !again.Replaced || len(again.Codes) != 5 || slices.Equal(again.Codes, first.Codes) {
+			t.Fatalf("regenerated: %+v", again)
+		}
+		if _, err := e.reg.Verify(context.Background(), "backup_code", "alice", first.Codes[4], factors.Meta{}); !errors.Is(err, factors.ErrInvalidCode) {
+			t.Fatalf("an old code still works after regenerating: %v", err)
+		}
+		if s := e.state("alice", "backup_code"); *s.Remaining != 5 || s.Low {
+			t.Fatalf("after regenerating: %+v", s)
+		}
+		first = again
+	}
+}
+
+func (e *factorEnv) enrol2(tok, path string) enrolmentJSON {
+	e.t.Helper()
+	rec := e.do("POST", path, tok, nil)
+	e.mustStatus(rec, http.StatusCreated)
+	var out enrolmentJSON
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+func TestFactorsChangePIN(t *testing.T) {
+	t.Parallel()
+	e := newFactorEnv(t, nil)
+	plain := e.plain("alice")
+	e.enrol(plain, "pin", map[string]string{"pin": "5831", "confirmation": "5831"})
+	change := func(tok, current, pin string) *httptest.ResponseRecorder {
+		return e.do("PUT", "/v1/factors/pin", tok, map[string]string{"current": current, "pin": pin, "confirmation": pin})
+	}
+	checkStepUpChallenge(t, change(plain, "5831", "4711"), 300)
+
+	fresh := e.fresh("alice")
+	rec := change(fresh, "9999", "4711")
+	e.mustStatus(rec, http.StatusBadRequest)
+	if got := decodeError(t, rec.Body); got.Code != "invalid_code" {
+		t.Fatalf("wrong current PIN: %+v", got)
+	}
+	e.mustStatus(change(fresh, "5831", "4711"), http.StatusOK)
+	ctx := context.Background()
+	if _, err := e.reg.Verify(ctx, "pin", "alice", "5831", factors.Meta{}); !errors.Is(err, factors.ErrInvalidCode) {
+		t.Fatalf("old PIN after change: %v", err)
+	}
+	if _, err := e.reg.Verify(ctx, "pin", "alice", "4711", factors.Meta{}); err != nil {
+		t.Fatalf("new PIN after change: %v", err)
+	}
+
+	// Wrong current PINs lock the PIN (5 failures by default): 429.
+	var last *httptest.ResponseRecorder
+	for range 5 {
+		last = change(fresh, "9990", "3852")
+	}
+	e.mustStatus(last, http.StatusTooManyRequests)
+	if got := decodeError(t, last.Body); got.Code != "locked" {
+		t.Fatalf("lockout: %+v", got)
+	}
+	if s := e.state("alice", "pin"); s.LockedUntil.IsZero() {
+		t.Fatalf("PIN not locked: %+v", s)
+	}
+	rec = change(fresh, "4711", "3852")
+	e.mustStatus(rec, http.StatusTooManyRequests)
+}
+
+// TestFactorsExpiredPIN: a user whose only factor is an expired PIN
+// changes it with the current PIN alone (there is nothing to step up
+// with); with another active factor the step-up is required again.
+func TestFactorsExpiredPIN(t *testing.T) {
+	t.Parallel()
+	e := newFactorEnv(t, func(c *config.Config) { c.Factors.PIN.Lifetime = 24 * time.Hour })
+	e.enrol(e.plain("alice"), "pin", map[string]string{"pin": "5831", "confirmation": "5831"})
+	body := map[string]string{"current": "5831", "pin": "4711", "confirmation": "4711"}
+	checkStepUpChallenge(t, e.do("PUT", "/v1/factors/pin", e.plain("alice"), body), 300)
+
+	e.clock.Advance(25 * time.Hour)
+	if _, err := e.reg.Verify(context.Background(), "pin", "alice", "5831", factors.Meta{}); !errors.Is(err, factors.ErrExpired) {
+		t.Fatalf("PIN should have expired: %v", err)
+	}
+	// Expired PIN, but other requests still need a step-up.
+	checkStepUpChallenge(t, e.do("DELETE", "/v1/factors/pin", e.plain("alice"), nil), 300)
+	rec := e.do("PUT", "/v1/factors/pin", e.plain("alice"), map[string]string{"current": "1470", "pin": "4711", "confirmation": "4711"})
+	e.mustStatus(rec, http.StatusBadRequest) // wrong current PIN: still checked
+	e.mustStatus(e.do("PUT", "/v1/factors/pin", e.plain("alice"), body), http.StatusOK)
+	evs := e.audit("alice")
+	lastChange := evs[slices.IndexFunc(evs, func(ev store.AuditEvent) bool {
+		return ev.Type == factors.AuditChange && ev.Outcome == factors.OutcomeSuccess
+	})]
+	if lastChange.Details["authorised_by"] != "current_pin" {
+		t.Fatalf("change audited as %+v", lastChange)
+	}
+
+	// Bob has backup codes too: no exception for him.
+	e.enrol(e.plain("bob"), "pin", map[string]string{"pin": "5831", "confirmation": "5831"})
+	e.enrol(e.fresh("bob"), "backup_code", nil)
+	e.clock.Advance(25 * time.Hour)
+	checkStepUpChallenge(t, e.do("PUT", "/v1/factors/pin", e.plain("bob"), body), 300)
+}
+
+func TestFactorsReset(t *testing.T) {
+	t.Parallel()
+	e := newFactorEnv(t, nil)
+	plain := e.plain("alice")
+	e.enrol(plain, "backup_code", nil)
+	e.enrol(e.fresh("alice"), "pin", map[string]string{"pin": "5831", "confirmation": "5831"})
+
+	checkStepUpChallenge(t, e.do("DELETE", "/v1/factors/pin", plain, nil), 300)
+	fresh := e.fresh("alice")
+	rec := e.do("DELETE", "/v1/factors/pin", fresh, nil)
+	e.mustStatus(rec, http.StatusNoContent)
+	if rec.Body.Len() != 0 {
+		t.Fatalf("204 with a body: %s", rec.Body)
+	}
+	if s := e.state("alice", "pin"); s.State != factors.StateNone {
+		t.Fatalf("pin after removal: %+v", s)
+	}
+	e.mustStatus(e.do("DELETE", "/v1/factors/backup_code", fresh, nil), http.StatusNoContent)
+	// Nothing active any more: the next enrolment is a first one again.
+	if l := e.list(plain); len(l.Active) != 0 || l.StepUpRequired {
+		t.Fatalf("after removing everything: %+v", l)
+	}
+	e.enrol(plain, "pin", map[string]string{"pin": "4711", "confirmation": "4711"})
+}
+
+// TestFactorsAuditTrail: enrolments, confirmations, changes, failures,
+// lockouts and removals made through the API are on record, with the
+// session, the client address and why the change was allowed, and
+// without any secret.
+func TestFactorsAuditTrail(t *testing.T) {
+	t.Parallel()
+	e := newFactorEnv(t, nil)
+	plain := e.plain("alice")
+	totpEnr := e.enrol(plain, "totp", nil)
+	code := totpCode(t, totpEnr.Secret, e.clock.Now())
+	e.mustStatus(e.do("POST", "/v1/factors/totp/confirm", plain, map[string]string{"code": "000000"}), http.StatusBadRequest)
+	e.mustStatus(e.do("POST", "/v1/factors/totp/confirm", plain, map[string]string{"code": code}), http.StatusOK)
+	fresh := e.fresh("alice")
+	codes := e.enrol(fresh, "backup_code", nil)
+	e.enrol(fresh, "pin", map[string]string{"pin": "5831", "confirmation": "5831"})
+	e.mustStatus(e.do("PUT", "/v1/factors/pin", fresh, map[string]string{"current": "5831", "pin": "4711", "confirmation": "4711"}), http.StatusOK)
+	for range 5 {
+		e.do("PUT", "/v1/factors/pin", fresh, map[string]string{"current": "1470", "pin": "3852", "confirmation": "3852"})
+	}
+	e.mustStatus(e.do("DELETE", "/v1/factors/backup_code", fresh, nil), http.StatusNoContent)
+
+	type key struct{ typ, factor, outcome string }
+	got := map[key]int{}
+	for _, ev := range e.audit("alice") {
+		got[key{ev.Type, ev.Factor, ev.Outcome}]++
+		if ev.SessionID != "sid-alice" || ev.IP != "192.0.2.10" || ev.Actor != "alice" {
+			t.Errorf("event without session, address or actor: %+v", ev)
+		}
+		for _, v := range ev.Details {
+			for _, secret := range append([]string{code, totpEnr.Secret, "5831", "4711", "3852", "1470"}, codes.Codes...) {
+				if strings.Contains(v, secret) {
+					t.Fatalf("audit event holds a secret: %+v", ev)
+				}
+			}
+		}
+		if ev.Type == factors.AuditEnrol || ev.Type == factors.AuditReset {
+			want := "stepup"
+			if ev.Factor == "totp" {
+				want = "first_factor"
+			}
+			if ev.Details["authorised_by"] != want {
+				t.Errorf("%s of %s authorised_by %q, want %q", ev.Type, ev.Factor, ev.Details["authorised_by"], want)
+			}
+		}
+	}
+	want := map[key]int{
+		{factors.AuditEnrol, "totp", "success"}:        1,
+		{factors.AuditConfirm, "totp", "failure"}:      1,
+		{factors.AuditConfirm, "totp", "success"}:      1,
+		{factors.AuditEnrol, "backup_code", "success"}: 1,
+		{factors.AuditEnrol, "pin", "success"}:         1,
+		{factors.AuditChange, "pin", "success"}:        1,
+		{factors.AuditChange, "pin", "failure"}:        4,
+		{factors.AuditChange, "pin", "denied"}:         1,
+		{factors.AuditLockout, "pin", "locked"}:        1,
+		{factors.AuditReset, "backup_code", "success"}: 1,
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("%d events %v, want %d", got[k], k, n)
+		}
+	}
+	if t.Failed() {
+		t.Logf("all events: %v", got)
+	}
+}
+
+// TestFactorsSecretsNotLogged: nothing shown once reaches the logs, even
+// at debug level and on refusals.
+func TestFactorsSecretsNotLogged(t *testing.T) {
+	t.Parallel()
+	e := newFactorEnv(t, nil)
+	plain := e.plain("alice")
+	totpEnr := e.enrol(plain, "totp", map[string]string{"account_name": "alice@example.com"})
+	e.do("GET", "/v1/factors/totp/qr.png", plain, nil)
+	e.do("POST", "/v1/factors/totp/confirm", plain, map[string]string{"code": "000000"})
+	code := totpCode(t, totpEnr.Secret, e.clock.Now())
+	e.mustStatus(e.do("POST", "/v1/factors/totp/confirm", plain, map[string]string{"code": code}), http.StatusOK)
+	fresh := e.fresh("alice")
+	hotpEnr := e.enrol(fresh, "hotp", nil)
+	codes := e.enrol(fresh, "backup_code", nil)
+	e.enrol(fresh, "pin", map[string]string{"pin": "5831", "confirmation": "5831"})
+	e.do("POST", "/v1/factors/pin", fresh, map[string]string{"pin": "2580", "confirmation": "2580"})
+	e.do("PUT", "/v1/factors/pin", fresh, map[string]string{"current": "1470", "pin": "3852", "confirmation": "3852"})
+	e.do("PUT", "/v1/factors/pin", fresh, map[string]string{"current": "5831", "pin": "3852", "confirmation": "3853"})
+
+	logs := e.logs.String()
+	if !strings.Contains(logs, "/v1/factors/pin") {
+		t.Fatalf("the requests were not logged at all:\n%s", logs)
+	}
+	secrets := append([]string{totpEnr.Secret, hotpEnr.Secret, code, "5831", "2580", "1470", "3852",
+		base64.StdEncoding.EncodeToString(totpEnr.QRPNG)[:40]}, codes.Codes...)
+	for _, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Fatalf("logs hold %q:\n%s", s, logs)
+		}
+	}
+}
