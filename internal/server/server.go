@@ -18,6 +18,7 @@ import (
 
 	"github.com/stepup-bridge/stepup-bridge/config"
 	"github.com/stepup-bridge/stepup-bridge/factors"
+	"github.com/stepup-bridge/stepup-bridge/internal/pages"
 	"github.com/stepup-bridge/stepup-bridge/internal/stepup"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
 )
@@ -52,6 +53,11 @@ type Options struct {
 	// (policies.Authorizer.ForwardAuth with PathPrefix "/v1/authz"); nil
 	// leaves it out.
 	Authz http.Handler
+	// Pages tunes the hosted pages (return_to allow-list, ...); the server
+	// fills in the flows, factors, verifier and its own settings. Nil uses
+	// the defaults: no return_to allowed. The pages are served when StepUp,
+	// Factors and Verifier are set.
+	Pages *pages.Config
 }
 
 // Server is the sidecar's HTTP server. Build it with New; it is safe for
@@ -69,6 +75,7 @@ type Server struct {
 	stepup   *stepup.Service
 	factors  *factors.Registry
 	authz    http.Handler
+	pages    *pages.Config
 	mux      *http.ServeMux
 	handler  http.Handler
 
@@ -92,6 +99,7 @@ func New(opts Options) (*Server, error) {
 		stepup:   opts.StepUp,
 		factors:  opts.Factors,
 		authz:    opts.Authz,
+		pages:    opts.Pages,
 		mux:      http.NewServeMux(),
 	}
 	if s.log == nil {
@@ -139,6 +147,7 @@ func (s *Server) routes() {
 	}
 	s.stepUpRoutes()
 	s.factorRoutes()
+	s.hostedRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &apiError{Status: http.StatusNotFound, Code: "not_found",
 			Description: "no route for " + r.Method + " " + r.URL.Path})
