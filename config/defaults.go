@@ -42,7 +42,7 @@ func Default() Config {
 				MaxFailures: 5,
 				LockoutBase: time.Minute,
 				LockoutMax:  time.Hour,
-				Argon2:      Argon2{Time: 3, MemoryKiB: 64 * 1024, Threads: 1},
+				Argon2:      Argon2{Time: 2, MemoryKiB: 46 * 1024, Threads: 1},
 			},
 			TOTP: TOTP{Issuer: "stepup-bridge", Digits: 6, Period: 30, Algorithm: "SHA1", Skew: 1},
 			HOTP: HOTP{Digits: 6, LookAhead: 10},

@@ -8,6 +8,7 @@
 package builtin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +21,11 @@ import (
 	"github.com/stepup-bridge/stepup-bridge/config"
 	"github.com/stepup-bridge/stepup-bridge/factors"
 	"github.com/stepup-bridge/stepup-bridge/factors/backupcodes"
+	"github.com/stepup-bridge/stepup-bridge/factors/delivery"
+	"github.com/stepup-bridge/stepup-bridge/factors/delivery/challenge"
+	"github.com/stepup-bridge/stepup-bridge/factors/flashcall"
 	"github.com/stepup-bridge/stepup-bridge/factors/hotp"
+	"github.com/stepup-bridge/stepup-bridge/factors/otpcode"
 	"github.com/stepup-bridge/stepup-bridge/factors/pin"
 	"github.com/stepup-bridge/stepup-bridge/factors/totp"
 	"github.com/stepup-bridge/stepup-bridge/internal/keyring"
@@ -47,22 +52,20 @@ type Deps struct {
 	Rand io.Reader
 	// Logger for audit writes that failed. Defaults to discarding.
 	Logger *slog.Logger
-	// Extra are factors built elsewhere (the delivering factors: flash
-	// call, SMS, e-mail), offered when factors.enabled names them. A
-	// factor that needs the registry (to list a user's active factors) can
-	// take a closure over a variable assigned after NewRegistry returns.
+	// Extra are factors built elsewhere, offered when factors.enabled
+	// names them; one named like a built-in factor replaces it (tests plug
+	// in fakes this way).
 	Extra []factors.Factor
 }
 
 // Available are the factor names this binary can build.
 func Available() []string {
-	return []string{factors.BackupCode, factors.PIN, factors.TOTP, factors.HOTP}
+	return []string{factors.BackupCode, factors.PIN, factors.TOTP, factors.HOTP, factors.FlashCall, factors.SMS, factors.Email}
 }
 
 // NewRegistry builds every factor in cfg.Factors.Enabled and the registry
 // around them. cfg must have passed Validate. A name config accepts but this
-// binary does not contain and Deps.Extra does not supply (flash_call, sms,
-// email until they exist) is an error wrapping factors.ErrUnknownFactor, so a typo or a missing feature
+// binary does not contain and Deps.Extra does not supply is an error wrapping factors.ErrUnknownFactor, so a typo or a missing feature
 // stops the start instead of silently offering less.
 func NewRegistry(cfg config.Config, d Deps) (*factors.Registry, error) {
 	if d.Store == nil {
@@ -76,7 +79,33 @@ func NewRegistry(cfg config.Config, d Deps) (*factors.Registry, error) {
 		built []factors.Factor
 		kr    *keyring.Keyring
 		pep   *keyring.Pepper
+		dm    *delivery.Metrics
+		// reg is assigned once NewRegistry returns: the delivering factors
+		// ask it which other factors a user has (PSTN is never the first).
+		reg *factors.Registry
 	)
+	others := challenge.ActiveFunc(func(ctx context.Context, userID string) ([]string, error) {
+		if reg == nil {
+			return nil, errors.New("builtin: registry not built yet")
+		}
+		return reg.Active(ctx, userID)
+	})
+	pepper := func() (*keyring.Pepper, error) {
+		if pep != nil {
+			return pep, nil
+		}
+		var err error
+		pep, err = keyring.PepperFromConfig(cfg)
+		return pep, err
+	}
+	deliveryMetrics := func() (*delivery.Metrics, error) {
+		if dm != nil {
+			return dm, nil
+		}
+		var err error
+		dm, err = delivery.NewMetrics(d.Registerer)
+		return dm, err
+	}
 	ring := func() (*keyring.Keyring, error) {
 		if kr != nil {
 			return kr, nil
@@ -90,12 +119,14 @@ func NewRegistry(cfg config.Config, d Deps) (*factors.Registry, error) {
 			f   factors.Factor
 			err error
 		)
+		if i := slices.IndexFunc(d.Extra, func(x factors.Factor) bool { return x != nil && x.Name() == name }); i >= 0 {
+			built = append(built, d.Extra[i])
+			continue
+		}
 		switch name {
 		case factors.BackupCode:
-			if pep == nil {
-				if pep, err = keyring.PepperFromConfig(cfg); err != nil {
-					return nil, fmt.Errorf("builtin: %s: %w", name, err)
-				}
+			if _, err = pepper(); err != nil {
+				return nil, fmt.Errorf("builtin: %s: %w", name, err)
 			}
 			bc := cfg.Factors.BackupCodes
 			f, err = backupcodes.New(backupcodes.Config{
@@ -130,19 +161,19 @@ func NewRegistry(cfg config.Config, d Deps) (*factors.Registry, error) {
 				Issuer: cfg.Factors.TOTP.Issuer, Digits: h.Digits, LookAhead: h.LookAhead,
 				Level: level, Now: d.Now, Rand: d.Rand,
 			}, d.Store, r)
+		case factors.FlashCall:
+			f, err = buildFlashCall(cfg, d, ring, pepper, deliveryMetrics, others)
+		case factors.SMS, factors.Email:
+			f, err = buildOneTimeCode(cfg, name, d, ring, pepper, deliveryMetrics, others)
 		default:
-			i := slices.IndexFunc(d.Extra, func(x factors.Factor) bool { return x != nil && x.Name() == name })
-			if i < 0 {
-				return nil, fmt.Errorf("builtin: factor %q is not available in this build (available: %v): %w", name, Available(), factors.ErrUnknownFactor)
-			}
-			f = d.Extra[i]
+			return nil, fmt.Errorf("builtin: factor %q is not available in this build (available: %v): %w", name, Available(), factors.ErrUnknownFactor)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("builtin: %s: %w", name, err)
 		}
 		built = append(built, f)
 	}
-	return factors.NewRegistry(factors.RegistryConfig{
+	r, err := factors.NewRegistry(factors.RegistryConfig{
 		Enabled:                  cfg.Factors.Enabled,
 		UserFailuresPerHour:      cfg.RateLimits.UserFailuresPerHour,
 		ChallengesPerUserPerHour: cfg.RateLimits.ChallengesPerUserPerHour,
@@ -152,4 +183,58 @@ func NewRegistry(cfg config.Config, d Deps) (*factors.Registry, error) {
 		Now:                      d.Now,
 		Logger:                   d.Logger,
 	}, built...)
+	if err != nil {
+		return nil, err
+	}
+	reg = r
+	return r, nil
+}
+
+func buildFlashCall(cfg config.Config, d Deps, ring func() (*keyring.Keyring, error), pepper func() (*keyring.Pepper, error),
+	metrics func() (*delivery.Metrics, error), others challenge.ActiveLister) (factors.Factor, error) {
+	kr, pep, m, err := deliveryDeps(ring, pepper, metrics)
+	if err != nil {
+		return nil, err
+	}
+	p, err := flashcall.ProviderFromConfig(cfg, flashcall.ProviderOptions{Logger: d.Logger, Now: d.Now, Rand: d.Rand})
+	if err != nil {
+		return nil, err
+	}
+	fc := flashcall.ConfigFrom(cfg)
+	fc.Provider, fc.Others, fc.Credentials, fc.Counters = p, others, d.Store, d.Store
+	fc.Keyring, fc.Pepper, fc.Metrics, fc.Now, fc.Rand = kr, pep, m, d.Now, d.Rand
+	return flashcall.New(fc)
+}
+
+func buildOneTimeCode(cfg config.Config, name string, d Deps, ring func() (*keyring.Keyring, error), pepper func() (*keyring.Pepper, error),
+	metrics func() (*delivery.Metrics, error), others challenge.ActiveLister) (factors.Factor, error) {
+	kr, pep, m, err := deliveryDeps(ring, pepper, metrics)
+	if err != nil {
+		return nil, err
+	}
+	s, err := otpcode.SenderFromConfig(cfg, name, otpcode.SenderOptions{Logger: d.Logger, Now: d.Now, Rand: d.Rand})
+	if err != nil {
+		return nil, err
+	}
+	oc := otpcode.ConfigFrom(cfg, name)
+	oc.Sender, oc.Others, oc.Credentials, oc.Counters = s, others, d.Store, d.Store
+	oc.Keyring, oc.Pepper, oc.Metrics, oc.Now, oc.Rand = kr, pep, m, d.Now, d.Rand
+	return otpcode.New(oc)
+}
+
+func deliveryDeps(ring func() (*keyring.Keyring, error), pepper func() (*keyring.Pepper, error),
+	metrics func() (*delivery.Metrics, error)) (*keyring.Keyring, *keyring.Pepper, *delivery.Metrics, error) {
+	kr, err := ring()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pep, err := pepper()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	m, err := metrics()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return kr, pep, m, nil
 }

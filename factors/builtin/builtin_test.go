@@ -31,10 +31,40 @@ func testConfig() config.Config {
 func TestUnknownFactor(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig()
-	cfg.Factors.Enabled = []string{"pin", "sms"}
+	cfg.Factors.Enabled = []string{"pin", "carrier_pigeon"}
 	_, err := NewRegistry(cfg, Deps{Store: factortest.NewMem()})
-	if !errors.Is(err, factors.ErrUnknownFactor) || !strings.Contains(err.Error(), `"sms"`) {
-		t.Fatalf("NewRegistry with sms = %v, want ErrUnknownFactor naming it", err)
+	if !errors.Is(err, factors.ErrUnknownFactor) || !strings.Contains(err.Error(), `"carrier_pigeon"`) {
+		t.Fatalf("NewRegistry with carrier_pigeon = %v, want ErrUnknownFactor naming it", err)
+	}
+}
+
+// TestDeliveringFactors: flash call, SMS and e-mail are built from config;
+// their log providers exist only in dev mode.
+func TestDeliveringFactors(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.Factors.Enabled = []string{"pin", "flash_call", "sms", "email"}
+	if _, err := NewRegistry(cfg, Deps{Store: factortest.NewMem()}); err == nil || !strings.Contains(err.Error(), "dev mode") {
+		t.Fatalf("log providers outside dev mode: %v", err)
+	}
+	cfg.DevMode = true
+	reg, err := NewRegistry(cfg, Deps{Store: factortest.NewMem(), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"flash_call", "sms", "email"} {
+		f, ok := reg.Factor(name)
+		if !ok {
+			t.Fatalf("%s not built", name)
+		}
+		if _, ok := f.(factors.Challenger); !ok {
+			t.Fatalf("%s is not a Challenger", name)
+		}
+	}
+	// PSTN is never the first factor: a flash call for a user with
+	// nothing else active is refused.
+	if _, err := reg.Enrol(context.Background(), "flash_call", "alice", factors.EnrolRequest{AccountName: "+4915112345678"}, factors.Meta{}); err == nil {
+		t.Fatal("flash call enrolled as the only factor")
 	}
 }
 

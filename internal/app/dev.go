@@ -80,6 +80,9 @@ func Dev(ctx context.Context, opts DevOptions) error {
 	base.Keycloak.AdminClientID = devAdminClient
 	base.Keycloak.AdminClientSecret = devAdminClientSecret
 	base.Claims.Clients = []string{devLoginClient}
+	// Every factor, the delivering ones with the log providers: codes and
+	// calling numbers are printed to the log instead of sent.
+	base.Factors.Enabled = config.KnownFactors()
 	base.Store.Type = "sqlite"
 	base.Store.SQLite.Path = filepath.Join(opts.DataDir, "stepup.db")
 	base.Secrets.EncryptionKeys = []config.Secret{config.Secret(keys.encryptionKey)}

@@ -15,6 +15,7 @@ import (
 	"github.com/stepup-bridge/stepup-bridge/bridge"
 	"github.com/stepup-bridge/stepup-bridge/config"
 	"github.com/stepup-bridge/stepup-bridge/factors"
+	"github.com/stepup-bridge/stepup-bridge/factors/builtin"
 	"github.com/stepup-bridge/stepup-bridge/internal/keyring"
 	"github.com/stepup-bridge/stepup-bridge/internal/server"
 	"github.com/stepup-bridge/stepup-bridge/internal/stepup"
@@ -78,10 +79,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (rt *Runtime,
 	if err != nil {
 		return nil, err
 	}
-	pepper, err := keyring.PepperFromConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
 
 	br, err := bridge.FromConfig(cfg, st)
 	if err != nil {
@@ -94,7 +91,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (rt *Runtime,
 	}
 	checkDrift(ctx, br, cfg, log)
 
-	registry, err := buildFactors(cfg, st, kr, pepper, reg, log)
+	registry, err := builtin.NewRegistry(cfg, builtin.Deps{Store: st, Registerer: reg, Logger: log})
 	if err != nil {
 		return nil, err
 	}

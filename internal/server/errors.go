@@ -11,6 +11,8 @@ import (
 
 	"github.com/stepup-bridge/stepup-bridge/bridge"
 	"github.com/stepup-bridge/stepup-bridge/factors"
+	"github.com/stepup-bridge/stepup-bridge/factors/delivery"
+	"github.com/stepup-bridge/stepup-bridge/factors/delivery/challenge"
 	"github.com/stepup-bridge/stepup-bridge/internal/stepup"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
 	"github.com/stepup-bridge/stepup-bridge/internal/token"
@@ -86,6 +88,9 @@ func toAPIError(err error) *apiError {
 	// Flows.
 	case errors.As(err, &wrong):
 		a := e(http.StatusBadRequest, "invalid_code", "the code is wrong")
+		if errors.Is(err, challenge.ErrNoChallenge) || errors.Is(err, challenge.ErrAttemptsSpent) {
+			a.Description = "the code has expired or used up its attempts; request a new one"
+		}
 		a.Extra = map[string]any{"attempts_remaining": wrong.Remaining}
 		return a
 	case errors.Is(err, stepup.ErrNoSession):
@@ -122,6 +127,13 @@ func toAPIError(err error) *apiError {
 		return e(http.StatusForbidden, "credential_expired", "the credential has expired; change it")
 	case errors.Is(err, factors.ErrNotSupported):
 		return e(http.StatusBadRequest, "unsupported_operation", "the factor does not support this operation")
+
+	// Delivery providers (flash call, SMS, e-mail): the challenge stays
+	// retryable; nothing is verified.
+	case errors.Is(err, delivery.ErrProviderUnavailable):
+		return errUnavailable("the delivery provider")
+	case errors.Is(err, delivery.ErrProviderRejected):
+		return e(http.StatusBadGateway, "bad_gateway", "the delivery provider refused the request; try again or choose another factor")
 
 	// Keycloak. Disabled and wrong password look the same: no enumeration.
 	case errors.Is(err, bridge.ErrInvalidCredentials), errors.Is(err, bridge.ErrAccountDisabled):
