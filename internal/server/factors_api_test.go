@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"bytes"
@@ -13,8 +13,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,15 +31,62 @@ import (
 	"github.com/stepup-bridge/stepup-bridge/config"
 	"github.com/stepup-bridge/stepup-bridge/factors"
 	"github.com/stepup-bridge/stepup-bridge/factors/builtin"
+	"github.com/stepup-bridge/stepup-bridge/internal/server"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
 	"github.com/stepup-bridge/stepup-bridge/internal/store/sqlite"
+	"github.com/stepup-bridge/stepup-bridge/internal/testenv"
 	"github.com/stepup-bridge/stepup-bridge/internal/token"
 )
 
-// Handler-level tests of the factor endpoints: the real factors and
-// registry on a real SQLite store; only token verification is replaced
-// (tokens are names for claims the test chooses). The Keycloak round trip
-// is in factors_e2e_test.go.
+// Handler-level tests of the factor endpoints, black box through
+// Server.Handler: the real factors and registry on a real SQLite store;
+// only token verification is replaced (tokens are names for claims the
+// test chooses). TestFactorsAuthenticatorAppEndToEnd does the same
+// through Keycloak-issued tokens and real HTTP.
+
+// The answers' shapes, as documented in docs/api.md.
+type factorsJSON struct {
+	Factors        []factors.Status `json:"factors"`
+	Active         []string         `json:"active"`
+	StepUpRequired bool             `json:"stepup_required"`
+}
+
+type enrolmentJSON struct {
+	Factor       string   `json:"factor"`
+	CredentialID string   `json:"credential_id"`
+	State        string   `json:"state"`
+	Replaced     bool     `json:"replaced"`
+	Codes        []string `json:"codes"`
+	URI          string   `json:"otpauth_uri"`
+	Secret       string   `json:"secret"`
+	QRPNG        []byte   `json:"qr_png"`
+	QRURL        string   `json:"qr_png_url"`
+	ConfirmURL   string   `json:"confirm_url"`
+}
+
+type confirmedJSON struct {
+	Factor       string    `json:"factor"`
+	CredentialID string    `json:"credential_id"`
+	State        string    `json:"state"`
+	ConfirmedAt  time.Time `json:"confirmed_at"`
+}
+
+type errorJSON struct {
+	Code        string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+func decodeError(t *testing.T, body io.Reader) errorJSON {
+	t.Helper()
+	var e errorJSON
+	if err := json.NewDecoder(body).Decode(&e); err != nil {
+		t.Fatalf("error body is not JSON: %v", err)
+	}
+	if e.Code == "" || e.Description == "" {
+		t.Fatalf("error body lacks error or error_description: %+v", e)
+	}
+	return e
+}
 
 type testClock struct {
 	mu sync.Mutex
@@ -129,7 +179,7 @@ func newFactorEnv(t *testing.T, mutate func(*config.Config)) *factorEnv {
 		t.Fatal(err)
 	}
 	ver := &claimsVerifier{m: map[string]token.Claims{}}
-	s, err := New(Options{Config: cfg, Store: st, Logger: log, Now: clock.Now, Verifier: ver, Factors: reg})
+	s, err := server.New(server.Options{Config: cfg, Store: st, Logger: log, Now: clock.Now, Verifier: ver, Factors: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,19 +482,28 @@ func TestFactorsStepUpRule(t *testing.T) {
 	}
 }
 
-func TestLevelAtLeast(t *testing.T) {
+// TestFactorsStepUpLevels: acr values compare as numbers when both are
+// integers (Keycloak's levels of authentication), otherwise only exactly.
+func TestFactorsStepUpLevels(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		have, want string
-		ok         bool
+		level, have string
+		ok          bool
 	}{
-		{"2", "2", true}, {"3", "2", true}, {"1", "2", false}, {"0", "2", false},
-		{"10", "2", true}, {"gold", "gold", true}, {"gold", "2", false}, {"", "2", false},
+		{"2", "2", true}, {"2", "3", true}, {"2", "10", true}, {"2", "1", false}, {"2", "0", false},
+		{"2", "gold", false}, {"gold", "gold", true}, {"gold", "2", false}, {"gold", "golden", false},
 	}
 	for _, tc := range tests {
-		t.Run(tc.have+">="+tc.want, func(t *testing.T) {
-			if got := levelAtLeast(tc.have, tc.want); got != tc.ok {
-				t.Fatalf("levelAtLeast(%q, %q) = %v", tc.have, tc.want, got)
+		t.Run("level "+tc.level+" have "+tc.have, func(t *testing.T) {
+			t.Parallel()
+			e := newFactorEnv(t, func(c *config.Config) { c.StepUp.Level = tc.level })
+			e.enrol(e.plain("alice"), "backup_code", nil)
+			c := e.userClaims("alice")
+			su := e.stepUp(c, 0)
+			su.ACR = tc.have
+			c.StepUp = []token.StepUpEntry{su}
+			if l := e.list(e.token(c)); l.StepUpRequired == tc.ok {
+				t.Fatalf("stepup_required = %v, want %v", l.StepUpRequired, !tc.ok)
 			}
 		})
 	}
@@ -916,5 +975,182 @@ func TestFactorsSecretsNotLogged(t *testing.T) {
 		if strings.Contains(logs, s) {
 			t.Fatalf("logs hold %q:\n%s", s, logs)
 		}
+	}
+}
+
+// lookTool finds an external program the end-to-end test drives; missing,
+// it fails under CI and skips elsewhere, naming the Debian package.
+func lookTool(t *testing.T, name, debianPackage string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is required in CI: install the Debian package %s", name, debianPackage)
+	}
+	t.Skipf("skipping: %s not found; install the Debian package %s to run this test", name, debianPackage)
+	return ""
+}
+
+// TestFactorsAuthenticatorAppEndToEnd enrols an authenticator app exactly
+// as a user would, through HTTP with Keycloak-issued tokens: the QR code
+// is decoded by zbarimg and the codes computed by oathtool from the
+// secret in the decoded otpauth URI. Then the confirming code is refused
+// as a replay, and a second factor needs a step-up that the app's next
+// code provides.
+func TestFactorsAuthenticatorAppEndToEnd(t *testing.T) {
+	zbarimg := lookTool(t, "zbarimg", "zbar-tools")
+	oathtool := lookTool(t, "oathtool", "oathtool")
+	t.Parallel()
+	env := testenv.Start(t, testenv.Options{})
+	tokens := env.PasswordTokens(t, "alice", "alice")
+	access := tokens.AccessToken
+
+	// Enrol: 201, pending, with the URL of the QR image.
+	resp, body := env.Do(t, "POST", "/v1/factors/totp", access, map[string]string{"label": "Phone"})
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("enrol totp: %d %s", resp.StatusCode, body)
+	}
+	var enr enrolmentJSON
+	if err := json.Unmarshal(body, &enr); err != nil {
+		t.Fatal(err)
+	}
+	if enr.State != "pending" || enr.QRURL == "" {
+		t.Fatalf("enrolment: %s", body)
+	}
+
+	// The QR image, as an app scans it.
+	resp, img := env.Do(t, "GET", enr.QRURL, access, nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/png" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("qr.png: %d %v", resp.StatusCode, resp.Header)
+	}
+	file := filepath.Join(t.TempDir(), "qr.png")
+	if err := os.WriteFile(file, img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(zbarimg, "-q", "--raw", file).Output()
+	if err != nil {
+		t.Fatalf("zbarimg could not decode the QR code: %v", err)
+	}
+	scanned := strings.TrimSpace(string(out))
+	u, err := url.Parse(scanned)
+	if err != nil || u.Scheme != "otpauth" || u.Host != "totp" {
+		t.Fatalf("scanned %q: %v", scanned, err)
+	}
+	q := u.Query()
+	if q.Get("issuer") == "" || !strings.Contains(u.Path, "alice") {
+		t.Fatalf("app entry %q lacks issuer or account", scanned)
+	}
+	for k, want := range map[string]string{"digits": "6", "period": "30", "algorithm": "SHA1"} {
+		if v := q.Get(k); v != "" && v != want {
+			t.Fatalf("%s=%s in %q: oathtool's defaults would compute other codes", k, v, scanned)
+		}
+	}
+	secret := q.Get("secret")
+	if secret == "" || secret != enr.Secret {
+		t.Fatalf("scanned secret %q, enrolment showed %q", secret, enr.Secret)
+	}
+	code := func(at time.Time) string {
+		t.Helper()
+		out, err := exec.Command(oathtool, "--totp", "-b", secret, "-N", "@"+strconv.FormatInt(at.Unix(), 10)).Output()
+		if err != nil {
+			t.Fatalf("oathtool: %v", err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+
+	// Confirm with the app's current code.
+	first := code(time.Now())
+	resp, body = env.Do(t, "POST", "/v1/factors/totp/confirm", access, map[string]string{"code": first})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("confirm: %d %s", resp.StatusCode, body)
+	}
+	// Showing the secret again is part of enrolling: with a factor active
+	// it needs a step-up (and once confirmed there is nothing to show).
+	if resp, _ = env.Do(t, "GET", enr.QRURL, access, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("qr.png after confirmation without step-up: %d", resp.StatusCode)
+	}
+
+	// The same code again, as a step-up: refused as a replay.
+	challenge := func(tok string) string {
+		t.Helper()
+		resp, body := env.Do(t, "POST", "/v1/stepup/challenges", tok, map[string]string{"factor": "totp"})
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("challenge: %d %s", resp.StatusCode, body)
+		}
+		id, _ := testenv.DecodeJSON(t, body)["challenge_id"].(string)
+		return id
+	}
+	resp, body = env.Do(t, "POST", "/v1/stepup/challenges/"+challenge(access)+"/verify", access, map[string]string{"code": first})
+	if resp.StatusCode != http.StatusBadRequest || testenv.DecodeJSON(t, body)["error"] != "invalid_code" {
+		t.Fatalf("replayed code: %d %s", resp.StatusCode, body)
+	}
+	sub, _ := testenv.Claims(t, access)["sub"].(string)
+	evs, err := env.Runtime.Store().ListAudit(context.Background(), store.AuditQuery{UserID: sub, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(evs, func(ev store.AuditEvent) bool {
+		return ev.Type == "stepup.failure" && ev.Factor == "totp" && ev.Details["reason"] == factors.OutcomeReplay
+	}) {
+		t.Fatalf("the replay is not on the audit trail: %+v", evs)
+	}
+
+	// A second factor needs a step-up now: RFC 9470's 401.
+	resp, body = env.Do(t, "POST", "/v1/factors/backup_code", access, nil)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("second factor without step-up: %d %s", resp.StatusCode, body)
+	}
+	maxAge := int(env.Config.StepUp.ManagementMaxAge / time.Second)
+	wantHeader := fmt.Sprintf(`Bearer error="insufficient_user_authentication", error_description="managing second factors requires a step-up within the last %d seconds", acr_values="2", max_age=%d`, maxAge, maxAge)
+	if h := resp.Header.Get("WWW-Authenticate"); h != wantHeader {
+		t.Fatalf("WWW-Authenticate = %s", h)
+	}
+	if m := testenv.DecodeJSON(t, body); m["error"] != "insufficient_user_authentication" || m["acr_values"] != "2" {
+		t.Fatalf("401 body: %s", body)
+	}
+
+	// Step up with the app's next code (the current step was used by the
+	// confirmation; the next one is within the accepted skew), asking for
+	// refreshed tokens that carry the claim.
+	next := code(time.Now().Add(30 * time.Second))
+	resp, body = env.Do(t, "POST", "/v1/stepup/challenges/"+challenge(access)+"/verify", access,
+		map[string]string{"code": next, "refresh_token": tokens.RefreshToken})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("step-up with the next code: %d %s", resp.StatusCode, body)
+	}
+	var grant struct {
+		ACR    string `json:"acr"`
+		Tokens struct {
+			AccessToken string `json:"access_token"`
+		} `json:"tokens"`
+	}
+	if err := json.Unmarshal(body, &grant); err != nil || grant.ACR != "2" || grant.Tokens.AccessToken == "" {
+		t.Fatalf("grant: %s (%v)", body, err)
+	}
+	if _, ok := testenv.Claims(t, grant.Tokens.AccessToken)["stepup"]; !ok {
+		t.Fatal("refreshed token carries no step-up claim")
+	}
+
+	if resp, _ = env.Do(t, "GET", enr.QRURL, grant.Tokens.AccessToken, nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("qr.png of a confirmed authenticator: %d", resp.StatusCode)
+	}
+	resp, body = env.Do(t, "POST", "/v1/factors/backup_code", grant.Tokens.AccessToken, nil)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("second factor after step-up: %d %s", resp.StatusCode, body)
+	}
+	var codes enrolmentJSON
+	if err := json.Unmarshal(body, &codes); err != nil || len(codes.Codes) != env.Config.Factors.BackupCodes.Count {
+		t.Fatalf("backup codes: %s (%v)", body, err)
+	}
+	resp, body = env.Do(t, "GET", "/v1/factors", grant.Tokens.AccessToken, nil)
+	var l factorsJSON
+	if err := json.Unmarshal(body, &l); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("list: %d %s", resp.StatusCode, body)
+	}
+	slices.Sort(l.Active)
+	if !slices.Equal(l.Active, []string{"backup_code", "totp"}) || l.StepUpRequired {
+		t.Fatalf("after both enrolments: %s", body)
 	}
 }
