@@ -45,13 +45,13 @@ import (
 // through Keycloak-issued tokens and real HTTP.
 
 // The answers' shapes, as documented in docs/api.md.
-type factorsJSON struct {
+type factorListJSON struct {
 	Factors        []factors.Status `json:"factors"`
 	Active         []string         `json:"active"`
 	StepUpRequired bool             `json:"stepup_required"`
 }
 
-type enrolmentJSON struct {
+type factorEnrolmentJSON struct {
 	Factor       string   `json:"factor"`
 	CredentialID string   `json:"credential_id"`
 	State        string   `json:"state"`
@@ -64,21 +64,21 @@ type enrolmentJSON struct {
 	ConfirmURL   string   `json:"confirm_url"`
 }
 
-type confirmedJSON struct {
+type factorConfirmedJSON struct {
 	Factor       string    `json:"factor"`
 	CredentialID string    `json:"credential_id"`
 	State        string    `json:"state"`
 	ConfirmedAt  time.Time `json:"confirmed_at"`
 }
 
-type errorJSON struct {
+type factorErrorJSON struct {
 	Code        string `json:"error"`
 	Description string `json:"error_description"`
 }
 
-func decodeError(t *testing.T, body io.Reader) errorJSON {
+func factorError(t *testing.T, body io.Reader) factorErrorJSON {
 	t.Helper()
-	var e errorJSON
+	var e factorErrorJSON
 	if err := json.NewDecoder(body).Decode(&e); err != nil {
 		t.Fatalf("error body is not JSON: %v", err)
 	}
@@ -88,30 +88,30 @@ func decodeError(t *testing.T, body io.Reader) errorJSON {
 	return e
 }
 
-type testClock struct {
+type factorClock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func (c *testClock) Now() time.Time {
+func (c *factorClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
-func (c *testClock) Advance(d time.Duration) {
+func (c *factorClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
 }
 
-// claimsVerifier accepts the tokens the test registered.
-type claimsVerifier struct {
+// factorTokens accepts the tokens the test registered.
+type factorTokens struct {
 	mu sync.Mutex
 	m  map[string]token.Claims
 }
 
-func (v *claimsVerifier) Verify(_ context.Context, raw string) (*token.Claims, error) {
+func (v *factorTokens) Verify(_ context.Context, raw string) (*token.Claims, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	c, ok := v.m[raw]
@@ -121,18 +121,18 @@ func (v *claimsVerifier) Verify(_ context.Context, raw string) (*token.Claims, e
 	return &c, nil
 }
 
-type lockedBuffer struct {
+type factorLogs struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *factorLogs) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *factorLogs) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
@@ -143,9 +143,9 @@ type factorEnv struct {
 	h     http.Handler
 	st    *sqlite.Store
 	reg   *factors.Registry
-	clock *testClock
-	ver   *claimsVerifier
-	logs  *lockedBuffer
+	clock *factorClock
+	ver   *factorTokens
+	logs  *factorLogs
 	n     int
 }
 
@@ -171,14 +171,14 @@ func newFactorEnv(t *testing.T, mutate func(*config.Config)) *factorEnv {
 		t.Fatalf("opening sqlite: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	clock := &testClock{t: time.Unix(1700000000, 0).UTC()}
-	logs := &lockedBuffer{}
+	clock := &factorClock{t: time.Unix(1700000000, 0).UTC()}
+	logs := &factorLogs{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg, err := builtin.NewRegistry(cfg, builtin.Deps{Store: st, Now: clock.Now, Registerer: prometheus.NewRegistry(), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ver := &claimsVerifier{m: map[string]token.Claims{}}
+	ver := &factorTokens{m: map[string]token.Claims{}}
 	s, err := server.New(server.Options{Config: cfg, Store: st, Logger: log, Now: clock.Now, Verifier: ver, Factors: reg})
 	if err != nil {
 		t.Fatal(err)
@@ -220,13 +220,13 @@ func (e *factorEnv) fresh(user string) string {
 	return e.token(c)
 }
 
-type reqOpts struct {
+type factorReq struct {
 	contentType string
 }
 
 // do sends one request; body nil sends none, a string is sent as is,
 // anything else as JSON.
-func (e *factorEnv) do(method, path, tok string, body any, opts ...reqOpts) *httptest.ResponseRecorder {
+func (e *factorEnv) do(method, path, tok string, body any, opts ...factorReq) *httptest.ResponseRecorder {
 	e.t.Helper()
 	var rd io.Reader
 	ctype := ""
@@ -265,11 +265,11 @@ func (e *factorEnv) mustStatus(rec *httptest.ResponseRecorder, want int) {
 }
 
 // list is GET /v1/factors.
-func (e *factorEnv) list(tok string) factorsJSON {
+func (e *factorEnv) list(tok string) factorListJSON {
 	e.t.Helper()
 	rec := e.do("GET", "/v1/factors", tok, nil)
 	e.mustStatus(rec, http.StatusOK)
-	var out factorsJSON
+	var out factorListJSON
 	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
 		e.t.Fatal(err)
 	}
@@ -291,18 +291,18 @@ func (e *factorEnv) state(user, factor string) factors.Status {
 	return factors.Status{}
 }
 
-func (e *factorEnv) enrol(tok, factor string, body any) enrolmentJSON {
+func (e *factorEnv) enrol(tok, factor string, body any) factorEnrolmentJSON {
 	e.t.Helper()
 	rec := e.do("POST", "/v1/factors/"+factor, tok, body)
 	e.mustStatus(rec, http.StatusCreated)
-	var out enrolmentJSON
+	var out factorEnrolmentJSON
 	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
 		e.t.Fatal(err)
 	}
 	return out
 }
 
-func totpCode(t *testing.T, secret string, at time.Time) string {
+func factorTOTP(t *testing.T, secret string, at time.Time) string {
 	t.Helper()
 	c, err := pqtotp.GenerateCodeCustom(secret, at, pqtotp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
 	if err != nil {
@@ -320,8 +320,8 @@ func (e *factorEnv) audit(user string) []store.AuditEvent {
 	return evs
 }
 
-// checkStepUpChallenge asserts RFC 9470's answer.
-func checkStepUpChallenge(t *testing.T, rec *httptest.ResponseRecorder, maxAge int) {
+// checkFactorStepUp asserts RFC 9470's answer.
+func checkFactorStepUp(t *testing.T, rec *httptest.ResponseRecorder, maxAge int) {
 	t.Helper()
 	if rec.Code != http.StatusUnauthorized {
 		t.Fatalf("status %d, want 401: %s", rec.Code, rec.Body)
@@ -373,7 +373,7 @@ func TestFactorsFirstEnrolmentNeedsNoStepUp(t *testing.T) {
 	}
 
 	// The second one needs a step-up; the same token is now refused.
-	checkStepUpChallenge(t, e.do("POST", "/v1/factors/pin", tok, map[string]string{"pin": "5831", "confirmation": "5831"}), 300)
+	checkFactorStepUp(t, e.do("POST", "/v1/factors/pin", tok, map[string]string{"pin": "5831", "confirmation": "5831"}), 300)
 	if s := e.state("alice", "pin"); s.State != factors.StateNone {
 		t.Fatalf("refused enrolment changed the PIN: %+v", s)
 	}
@@ -472,7 +472,7 @@ func TestFactorsStepUpRule(t *testing.T) {
 			}
 			rec := e.do("POST", "/v1/factors/backup_code/regenerate", tok, nil)
 			if !tc.ok {
-				checkStepUpChallenge(t, rec, 120)
+				checkFactorStepUp(t, rec, 120)
 				return
 			}
 			if rec.Code != http.StatusCreated {
@@ -577,9 +577,9 @@ func TestFactorsBadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before, _ := e.reg.Status(context.Background(), "alice")
 			audited := len(e.audit("alice"))
-			var opts []reqOpts
+			var opts []factorReq
 			if tc.ctype != "" {
-				opts = append(opts, reqOpts{contentType: tc.ctype})
+				opts = append(opts, factorReq{contentType: tc.ctype})
 			}
 			rec := e.do(tc.method, tc.path, tc.tok, tc.body, opts...)
 			if rec.Code != tc.status {
@@ -588,7 +588,7 @@ func TestFactorsBadInput(t *testing.T) {
 			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 				t.Fatalf("Content-Type %q", ct)
 			}
-			if got := decodeError(t, rec.Body); got.Code != tc.code {
+			if got := factorError(t, rec.Body); got.Code != tc.code {
 				t.Fatalf("error %q (%s), want %q", got.Code, got.Description, tc.code)
 			}
 			after, _ := e.reg.Status(context.Background(), "alice")
@@ -658,19 +658,19 @@ func TestFactorsTOTPEnrolment(t *testing.T) {
 	}
 
 	now := e.clock.Now()
-	wrong := totpCode(t, enr.Secret, now.Add(-10*time.Minute))
+	wrong := factorTOTP(t, enr.Secret, now.Add(-10*time.Minute))
 	rec = e.do("POST", enr.ConfirmURL, tok, map[string]string{"code": wrong})
 	e.mustStatus(rec, http.StatusBadRequest)
-	if got := decodeError(t, rec.Body); got.Code != "invalid_code" {
+	if got := factorError(t, rec.Body); got.Code != "invalid_code" {
 		t.Fatalf("wrong code: %+v", got)
 	}
 	if s := e.state("alice", "totp"); s.State != factors.StatePending {
 		t.Fatalf("wrong code changed the state: %+v", s)
 	}
-	code := totpCode(t, enr.Secret, now)
+	code := factorTOTP(t, enr.Secret, now)
 	rec = e.do("POST", enr.ConfirmURL, tok, map[string]string{"code": code[:3] + " " + code[3:]})
 	e.mustStatus(rec, http.StatusOK)
-	var conf confirmedJSON
+	var conf factorConfirmedJSON
 	if err := json.Unmarshal(rec.Body.Bytes(), &conf); err != nil || conf.State != "active" || conf.CredentialID != enr.CredentialID {
 		t.Fatalf("confirmation: %s (%v)", rec.Body, err)
 	}
@@ -686,7 +686,7 @@ func TestFactorsTOTPEnrolment(t *testing.T) {
 		t.Fatalf("confirming code verified again: %v", err)
 	}
 	// Enrolling again over the active one: 409, after the step-up check.
-	checkStepUpChallenge(t, e.do("POST", "/v1/factors/totp", tok, nil), 300)
+	checkFactorStepUp(t, e.do("POST", "/v1/factors/totp", tok, nil), 300)
 	rec = e.do("POST", "/v1/factors/totp", e.fresh("alice"), nil)
 	e.mustStatus(rec, http.StatusConflict)
 }
@@ -707,12 +707,12 @@ func TestFactorsPendingNeedsStepUpOnceActive(t *testing.T) {
 
 	e.enrol(tok, "pin", map[string]string{"pin": "5831", "confirmation": "5831"}) // still the first active one
 
-	checkStepUpChallenge(t, e.do("GET", "/v1/factors/hotp/qr.png", tok, nil), 300)
-	code, err := hotpCode(enr.Secret, 0)
+	checkFactorStepUp(t, e.do("GET", "/v1/factors/hotp/qr.png", tok, nil), 300)
+	code, err := factorHOTP(enr.Secret, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkStepUpChallenge(t, e.do("POST", "/v1/factors/hotp/confirm", tok, map[string]string{"code": code}), 300)
+	checkFactorStepUp(t, e.do("POST", "/v1/factors/hotp/confirm", tok, map[string]string{"code": code}), 300)
 	if s := e.state("alice", "hotp"); s.State != factors.StatePending {
 		t.Fatalf("hotp after refused confirmation: %+v", s)
 	}
@@ -725,7 +725,7 @@ func TestFactorsPendingNeedsStepUpOnceActive(t *testing.T) {
 	}
 }
 
-func hotpCode(secret string, counter uint64) (string, error) {
+func factorHOTP(secret string, counter uint64) (string, error) {
 	return pqhotp.GenerateCodeCustom(secret, counter, pqhotp.ValidateOpts{Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
 }
 
@@ -746,14 +746,14 @@ func TestFactorsBackupCodes(t *testing.T) {
 	if st.Remaining == nil || *st.Remaining != 2 || !st.Low {
 		t.Fatalf("after 3 of 5 used: %+v", st)
 	}
-	var listed factorsJSON
+	var listed factorListJSON
 	rec := e.do("GET", "/v1/factors", tok, nil)
 	if err := json.Unmarshal(rec.Body.Bytes(), &listed); err != nil || !strings.Contains(rec.Body.String(), `"remaining":2,"low":true`) {
 		t.Fatalf("list does not show remaining and low: %s", rec.Body)
 	}
 
 	for _, path := range []string{"/v1/factors/backup_code", "/v1/factors/backup_code/regenerate"} {
-		checkStepUpChallenge(t, e.do("POST", path, tok, nil), 300)
+		checkFactorStepUp(t, e.do("POST", path, tok, nil), 300)
 		again := e.enrol2(e.fresh("alice"), path)
 		if !again.Replaced || len(again.Codes) != 5 || slices.Equal(again.Codes, first.Codes) {
 			t.Fatalf("regenerated: %+v", again)
@@ -768,11 +768,11 @@ func TestFactorsBackupCodes(t *testing.T) {
 	}
 }
 
-func (e *factorEnv) enrol2(tok, path string) enrolmentJSON {
+func (e *factorEnv) enrol2(tok, path string) factorEnrolmentJSON {
 	e.t.Helper()
 	rec := e.do("POST", path, tok, nil)
 	e.mustStatus(rec, http.StatusCreated)
-	var out enrolmentJSON
+	var out factorEnrolmentJSON
 	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
 		e.t.Fatal(err)
 	}
@@ -787,12 +787,12 @@ func TestFactorsChangePIN(t *testing.T) {
 	change := func(tok, current, pin string) *httptest.ResponseRecorder {
 		return e.do("PUT", "/v1/factors/pin", tok, map[string]string{"current": current, "pin": pin, "confirmation": pin})
 	}
-	checkStepUpChallenge(t, change(plain, "5831", "4711"), 300)
+	checkFactorStepUp(t, change(plain, "5831", "4711"), 300)
 
 	fresh := e.fresh("alice")
 	rec := change(fresh, "9999", "4711")
 	e.mustStatus(rec, http.StatusBadRequest)
-	if got := decodeError(t, rec.Body); got.Code != "invalid_code" {
+	if got := factorError(t, rec.Body); got.Code != "invalid_code" {
 		t.Fatalf("wrong current PIN: %+v", got)
 	}
 	e.mustStatus(change(fresh, "5831", "4711"), http.StatusOK)
@@ -810,7 +810,7 @@ func TestFactorsChangePIN(t *testing.T) {
 		last = change(fresh, "9990", "3852")
 	}
 	e.mustStatus(last, http.StatusTooManyRequests)
-	if got := decodeError(t, last.Body); got.Code != "locked" {
+	if got := factorError(t, last.Body); got.Code != "locked" {
 		t.Fatalf("lockout: %+v", got)
 	}
 	if s := e.state("alice", "pin"); s.LockedUntil.IsZero() {
@@ -828,14 +828,14 @@ func TestFactorsExpiredPIN(t *testing.T) {
 	e := newFactorEnv(t, func(c *config.Config) { c.Factors.PIN.Lifetime = 24 * time.Hour })
 	e.enrol(e.plain("alice"), "pin", map[string]string{"pin": "5831", "confirmation": "5831"})
 	body := map[string]string{"current": "5831", "pin": "4711", "confirmation": "4711"}
-	checkStepUpChallenge(t, e.do("PUT", "/v1/factors/pin", e.plain("alice"), body), 300)
+	checkFactorStepUp(t, e.do("PUT", "/v1/factors/pin", e.plain("alice"), body), 300)
 
 	e.clock.Advance(25 * time.Hour)
 	if _, err := e.reg.Verify(context.Background(), "pin", "alice", "5831", factors.Meta{}); !errors.Is(err, factors.ErrExpired) {
 		t.Fatalf("PIN should have expired: %v", err)
 	}
 	// Expired PIN, but other requests still need a step-up.
-	checkStepUpChallenge(t, e.do("DELETE", "/v1/factors/pin", e.plain("alice"), nil), 300)
+	checkFactorStepUp(t, e.do("DELETE", "/v1/factors/pin", e.plain("alice"), nil), 300)
 	rec := e.do("PUT", "/v1/factors/pin", e.plain("alice"), map[string]string{"current": "1470", "pin": "4711", "confirmation": "4711"})
 	e.mustStatus(rec, http.StatusBadRequest) // wrong current PIN: still checked
 	e.mustStatus(e.do("PUT", "/v1/factors/pin", e.plain("alice"), body), http.StatusOK)
@@ -851,7 +851,7 @@ func TestFactorsExpiredPIN(t *testing.T) {
 	e.enrol(e.plain("bob"), "pin", map[string]string{"pin": "5831", "confirmation": "5831"})
 	e.enrol(e.fresh("bob"), "backup_code", nil)
 	e.clock.Advance(25 * time.Hour)
-	checkStepUpChallenge(t, e.do("PUT", "/v1/factors/pin", e.plain("bob"), body), 300)
+	checkFactorStepUp(t, e.do("PUT", "/v1/factors/pin", e.plain("bob"), body), 300)
 }
 
 func TestFactorsReset(t *testing.T) {
@@ -861,7 +861,7 @@ func TestFactorsReset(t *testing.T) {
 	e.enrol(plain, "backup_code", nil)
 	e.enrol(e.fresh("alice"), "pin", map[string]string{"pin": "5831", "confirmation": "5831"})
 
-	checkStepUpChallenge(t, e.do("DELETE", "/v1/factors/pin", plain, nil), 300)
+	checkFactorStepUp(t, e.do("DELETE", "/v1/factors/pin", plain, nil), 300)
 	fresh := e.fresh("alice")
 	rec := e.do("DELETE", "/v1/factors/pin", fresh, nil)
 	e.mustStatus(rec, http.StatusNoContent)
@@ -888,7 +888,7 @@ func TestFactorsAuditTrail(t *testing.T) {
 	e := newFactorEnv(t, nil)
 	plain := e.plain("alice")
 	totpEnr := e.enrol(plain, "totp", nil)
-	code := totpCode(t, totpEnr.Secret, e.clock.Now())
+	code := factorTOTP(t, totpEnr.Secret, e.clock.Now())
 	e.mustStatus(e.do("POST", "/v1/factors/totp/confirm", plain, map[string]string{"code": "000000"}), http.StatusBadRequest)
 	e.mustStatus(e.do("POST", "/v1/factors/totp/confirm", plain, map[string]string{"code": code}), http.StatusOK)
 	fresh := e.fresh("alice")
@@ -955,7 +955,7 @@ func TestFactorsSecretsNotLogged(t *testing.T) {
 	totpEnr := e.enrol(plain, "totp", map[string]string{"account_name": "alice@example.com"})
 	e.do("GET", "/v1/factors/totp/qr.png", plain, nil)
 	e.do("POST", "/v1/factors/totp/confirm", plain, map[string]string{"code": "000000"})
-	code := totpCode(t, totpEnr.Secret, e.clock.Now())
+	code := factorTOTP(t, totpEnr.Secret, e.clock.Now())
 	e.mustStatus(e.do("POST", "/v1/factors/totp/confirm", plain, map[string]string{"code": code}), http.StatusOK)
 	fresh := e.fresh("alice")
 	hotpEnr := e.enrol(fresh, "hotp", nil)
@@ -978,9 +978,9 @@ func TestFactorsSecretsNotLogged(t *testing.T) {
 	}
 }
 
-// lookTool finds an external program the end-to-end test drives; missing,
+// factorTool finds an external program the end-to-end test drives; missing,
 // it fails under CI and skips elsewhere, naming the Debian package.
-func lookTool(t *testing.T, name, debianPackage string) string {
+func factorTool(t *testing.T, name, debianPackage string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err == nil {
@@ -1000,8 +1000,8 @@ func lookTool(t *testing.T, name, debianPackage string) string {
 // as a replay, and a second factor needs a step-up that the app's next
 // code provides.
 func TestFactorsAuthenticatorAppEndToEnd(t *testing.T) {
-	zbarimg := lookTool(t, "zbarimg", "zbar-tools")
-	oathtool := lookTool(t, "oathtool", "oathtool")
+	zbarimg := factorTool(t, "zbarimg", "zbar-tools")
+	oathtool := factorTool(t, "oathtool", "oathtool")
 	t.Parallel()
 	env := testenv.Start(t, testenv.Options{})
 	tokens := env.PasswordTokens(t, "alice", "alice")
@@ -1012,7 +1012,7 @@ func TestFactorsAuthenticatorAppEndToEnd(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("enrol totp: %d %s", resp.StatusCode, body)
 	}
-	var enr enrolmentJSON
+	var enr factorEnrolmentJSON
 	if err := json.Unmarshal(body, &enr); err != nil {
 		t.Fatal(err)
 	}
@@ -1140,12 +1140,12 @@ func TestFactorsAuthenticatorAppEndToEnd(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("second factor after step-up: %d %s", resp.StatusCode, body)
 	}
-	var codes enrolmentJSON
+	var codes factorEnrolmentJSON
 	if err := json.Unmarshal(body, &codes); err != nil || len(codes.Codes) != env.Config.Factors.BackupCodes.Count {
 		t.Fatalf("backup codes: %s (%v)", body, err)
 	}
 	resp, body = env.Do(t, "GET", "/v1/factors", grant.Tokens.AccessToken, nil)
-	var l factorsJSON
+	var l factorListJSON
 	if err := json.Unmarshal(body, &l); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("list: %d %s", resp.StatusCode, body)
 	}
