@@ -9,18 +9,18 @@
 // of the package and its callers see the bridge's own narrow types and
 // sentinel errors:
 //
-//	Keycloak answer                         bridge error          HTTP layer
+//	Keycloak answer                         bridge error          HTTP layer (internal/server)
 //	404                                     ErrNotFound           404 (admin API)
 //	409                                     ErrConflict           409
 //	unreachable, timeout, 5xx, 429          ErrUnavailable        503, never allow
-//	403 (service account lacks a role)      ErrForbidden          500, log it
-//	400                                     ErrBadRequest         500, log it
-//	password grant: wrong password,         ErrInvalidCredentials 401, same body for both:
-//	  unknown user, brute-force lock                                "invalid username or password"
+//	403 (service account lacks a role)      ErrForbidden          503, logged with the call
+//	400                                     ErrBadRequest         503, logged with Keycloak's message
+//	password grant: wrong password,         ErrInvalidCredentials 401 invalid_grant, the same body
+//	  unknown user, brute-force lock                                for both rows: "Invalid user credentials"
 //	password grant: "Account disabled"      ErrAccountDisabled
-//	password grant: "not fully set up"      ErrAccountNotSetUp    may be shown (password was right)
-//	refresh: invalid_grant                  ErrInvalidGrant       401, log in again
-//	invalid_client, unauthorized_client     ErrClientConfig       500, log it
+//	password grant: "not fully set up"      ErrAccountNotSetUp    400, may be shown (password was right)
+//	refresh: invalid_grant                  ErrInvalidGrant       400 invalid_grant, log in again
+//	invalid_client, unauthorized_client     ErrClientConfig       503, logged
 //
 // Every failure is an *Error carrying the operation, Keycloak's status,
 // OAuth error code and message (never a token or secret); errors.Is

@@ -6,7 +6,7 @@ package bridge
 // bridge's sentinel errors.
 //
 // gocloak v13.9.0 gaps and how they are worked around here
-// (shared/keycloak-facts.md, "gocloak v13.9.0 gaps"):
+// (docs/keycloak.md, "How the bridge talks to Keycloak"):
 //  1. No user-profile API: raw requests built with GetRequestWithBearerAuth.
 //  2. UpdateUser PUTs gocloak's User struct, wiping fields it does not
 //     carry and sending Enabled: users are read and written as raw JSON
