@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/subtle"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -129,11 +131,9 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	var body enrolJSON
-	if r.ContentLength != 0 {
-		if err := decodeJSON(r, &body); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	if err := decodeOptionalJSON(r, &body); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	req, err := enrolRequest(name, body, claims)
 	if err != nil {
@@ -514,6 +514,28 @@ func activeOf(st []factors.Status) []string {
 		}
 	}
 	return out
+}
+
+// decodeOptionalJSON is decodeJSON for bodies that may be left out: no
+// body, or one of white space only (also when sent chunked), leaves v as
+// it is.
+func decodeOptionalJSON(r *http.Request, v any) error {
+	if r.Body == nil || r.ContentLength == 0 {
+		return nil
+	}
+	raw, err := io.ReadAll(r.Body) // bounded by the middleware's MaxBytesReader
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return errBadRequest("reading the request body: %v", err)
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(raw))
+	return decodeJSON(r, v)
 }
 
 // checkText refuses over-long values and control characters (they would

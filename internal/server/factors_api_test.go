@@ -358,6 +358,14 @@ func TestFactorsFirstEnrolmentNeedsNoStepUp(t *testing.T) {
 		}
 	}
 
+	// An empty body sent chunked is as good as none.
+	req := httptest.NewRequest("POST", "/v1/factors/hotp", io.MultiReader(strings.NewReader(" \n")))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	e.mustStatus(rec, http.StatusCreated)
+	e.mustStatus(e.do("DELETE", "/v1/factors/hotp", tok, nil), http.StatusNoContent)
+
 	// No body at all is fine for backup codes.
 	enr := e.enrol(tok, "backup_code", nil)
 	if enr.State != "active" || len(enr.Codes) != 10 || enr.Replaced || enr.Secret != "" || enr.QRURL != "" {
