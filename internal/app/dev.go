@@ -173,16 +173,35 @@ stepup-bridge dev is running (everything on loopback; stop with Ctrl-C).
   sidecar             %[1]s
   Keycloak-compatible %[2]s   realm %[3]s
   users               alice/alice, bob/bob, carol/carol (carol holds the stepup-admin role)
+  hosted pages        %[1]s/pages/login   %[1]s/pages/factors   %[1]s/pages/stepup
+  codes of SMS, e-mail and flash calls are printed in this log (dev providers)
 
-Try it:
+Walk through a step-up in another shell:
 
-  # readiness and metrics
-  curl -s %[1]s/readyz
-  curl -s %[1]s/metrics | head
+  S=%[1]s; J='Content-Type: application/json'
+  field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
 
-  # a Keycloak token for alice, straight from the realm
-  curl -s -d grant_type=password -d client_id=%[4]s -d client_secret=%[5]s \
-       -d username=alice -d password=alice %[2]s/realms/%[3]s/protocol/openid-connect/token
+  # 1. log in; alice has no second factor yet, so tokens come back at once
+  R=$(curl -s -H "$J" -d '{"username":"alice","password":"alice"}' $S/v1/login)
+  A=$(echo "$R" | field access_token); RT=$(echo "$R" | field refresh_token)
 
-`, sidecar, kc, devRealm, devLoginClient, devLoginSecret)
+  # 2. a write is refused until alice steps up (RFC 9470 challenge)
+  curl -si -H "Authorization: Bearer $A" -H 'X-Original-Method: POST' -H 'X-Original-URI: /api/profile' $S/v1/authz | grep -i www-authenticate
+
+  # 3. enrol backup codes (the first factor needs no step-up); keep one code
+  curl -s -X POST -H "Authorization: Bearer $A" -H "$J" -d '{}' $S/v1/factors/backup_code
+  CODE=XXXXX-XXXXX   # one of the codes printed above
+
+  # 4. step up with it; the answer carries refreshed tokens with the step-up claim
+  C=$(curl -s -H "Authorization: Bearer $A" -H "$J" -d '{"factor":"backup_code"}' $S/v1/stepup/challenges | field challenge_id)
+  R=$(curl -s -H "Authorization: Bearer $A" -H "$J" -d '{"code":"'$CODE'","refresh_token":"'$RT'"}' $S/v1/stepup/challenges/$C/verify)
+  A=$(echo "$R" | field access_token)
+
+  # 5. the same write now passes, with acr 2
+  curl -si -H "Authorization: Bearer $A" -H 'X-Original-Method: POST' -H 'X-Original-URI: /api/profile' $S/v1/authz | grep -i '^x-auth'
+
+  # 6. next login asks for the second factor before any token is released
+  curl -s -H "$J" -d '{"username":"alice","password":"alice"}' $S/v1/login
+
+`, sidecar, kc, devRealm)
 }
