@@ -1,15 +1,12 @@
 package postgres
 
 import (
-	"context"
 	"errors"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
 	"github.com/stepup-bridge/stepup-bridge/internal/store/postgres/pgtest"
@@ -19,20 +16,6 @@ import (
 
 // testMaxConns keeps each test store's pool small: the suite opens many.
 const testMaxConns = 5
-
-func testDSN() string { return pgtest.DSN() }
-
-func freshSchema(t testing.TB) string { return pgtest.FreshSchema(t) }
-
-func connectOrSkip(ctx context.Context, t testing.TB, dsn string) *pgx.Conn {
-	return pgtest.Connect(ctx, t, dsn)
-}
-
-func requirePostgres(t *testing.T) { pgtest.Require(t) }
-
-func withSearchPath(t testing.TB, dsn, schema string) string {
-	return pgtest.WithSearchPath(t, dsn, schema)
-}
 
 func openDSN(t testing.TB, dsn string) *Store {
 	t.Helper()
@@ -46,21 +29,21 @@ func openDSN(t testing.TB, dsn string) *Store {
 }
 
 func TestConformance(t *testing.T) {
-	requirePostgres(t)
-	storetest.Run(t, func(t *testing.T) store.Store { return openDSN(t, freshSchema(t)) })
+	pgtest.Require(t)
+	storetest.Run(t, func(t *testing.T) store.Store { return openDSN(t, pgtest.FreshSchema(t)) })
 }
 
 // TestReplicas opens two pools on one schema, as two replicas would.
 func TestReplicas(t *testing.T) {
-	requirePostgres(t)
+	pgtest.Require(t)
 	storetest.RunReplicas(t, func(t *testing.T) (store.Store, store.Store) {
-		dsn := freshSchema(t)
+		dsn := pgtest.FreshSchema(t)
 		return openDSN(t, dsn), openDSN(t, dsn)
 	})
 }
 
 func TestConcurrentMigration(t *testing.T) {
-	dsn := freshSchema(t)
+	dsn := pgtest.FreshSchema(t)
 	const replicas = 4
 	var wg sync.WaitGroup
 	stores := make([]*Store, replicas)
@@ -97,7 +80,7 @@ func TestConcurrentMigration(t *testing.T) {
 }
 
 func TestOpenRefusesNewerSchema(t *testing.T) {
-	dsn := freshSchema(t)
+	dsn := pgtest.FreshSchema(t)
 	s := openDSN(t, dsn)
 	if _, err := s.pool.Exec(t.Context(), `INSERT INTO schema_migrations (version, name) VALUES (999, '0999_future.sql')`); err != nil {
 		t.Fatal(err)
@@ -109,7 +92,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 }
 
 func TestAuditRefusesUpdateAndTruncate(t *testing.T) {
-	s := openDSN(t, freshSchema(t))
+	s := openDSN(t, pgtest.FreshSchema(t))
 	ctx := t.Context()
 	e, err := s.AppendAudit(ctx, store.AuditEvent{Time: time.Unix(1700000000, 0), Type: "stepup.success", UserID: "u1", Outcome: "success"})
 	if err != nil {
@@ -184,7 +167,7 @@ func TestOpenUnreachableFailsFast(t *testing.T) {
 }
 
 func TestMaxConnsDefault(t *testing.T) {
-	dsn := freshSchema(t)
+	dsn := pgtest.FreshSchema(t)
 	s, err := Open(t.Context(), Config{DSN: dsn})
 	if err != nil {
 		t.Fatal(err)
@@ -196,6 +179,6 @@ func TestMaxConnsDefault(t *testing.T) {
 }
 
 func BenchmarkStore(b *testing.B) {
-	s := openDSN(b, freshSchema(b))
+	s := openDSN(b, pgtest.FreshSchema(b))
 	storetest.Benchmark(b, s)
 }
