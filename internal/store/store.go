@@ -198,6 +198,108 @@ type Audit interface {
 	PruneAudit(ctx context.Context, before time.Time) (int64, error)
 }
 
+// Device is one trusted-device credential: a browser or app that passed a
+// second factor and asked to be trusted for a while. The bearer token the
+// client holds never reaches the store: Hash is a keyed hash of it.
+type Device struct {
+	// ID is a random public identifier (listing, revoking); it is not
+	// secret and grants nothing on its own.
+	ID string
+	// UserID is the Keycloak user id the device is bound to.
+	UserID string
+	// Label is the device's name derived from its User-Agent ("Firefox on
+	// Linux"); a token presented by another kind of device does not count.
+	Label string
+	// Hash is the keyed hash of the token's secret part.
+	Hash []byte
+	// IP is the client address the device was trusted from.
+	IP        string
+	CreatedAt time.Time
+	// ExpiresAt bounds the trust; never trusted at or after it.
+	ExpiresAt time.Time
+	// LastUsedAt is the last login that skipped the factor with it.
+	LastUsedAt time.Time
+	// RevokedAt is set once revoked; a revoked device is never trusted
+	// again.
+	RevokedAt time.Time
+	// RevokedBy says who or what revoked it ("user", "admin", "factor_change").
+	RevokedBy string
+}
+
+// Devices stores trusted-device credentials.
+type Devices interface {
+	// CreateDevice inserts d; ErrConflict if d.ID exists.
+	CreateDevice(ctx context.Context, d Device) error
+	// GetDevice returns the record or ErrNotFound, whatever its state.
+	GetDevice(ctx context.Context, id string) (Device, error)
+	// ListDevices returns a user's records (revoked and expired included),
+	// oldest first; none is not an error.
+	ListDevices(ctx context.Context, userID string) ([]Device, error)
+	// UpdateDevice is UpdateCredential for devices (ID, UserID, Hash and
+	// CreatedAt are kept).
+	UpdateDevice(ctx context.Context, id string, fn func(Device) (Device, error)) (Device, error)
+	// RevokeDevices marks every unrevoked device of userID revoked at now
+	// by by, in one statement, and returns the ids it revoked.
+	RevokeDevices(ctx context.Context, userID, by string, now time.Time) ([]string, error)
+	// DeleteExpiredDevices removes devices that expired, or were revoked,
+	// before before and returns how many.
+	DeleteExpiredDevices(ctx context.Context, before time.Time) (int64, error)
+}
+
+// Notification statuses.
+const (
+	NotificationPending = "pending" // waiting for (another) delivery attempt
+	NotificationSending = "sending" // claimed by a replica until NextAttemptAt
+	NotificationSent    = "sent"
+	NotificationFailed  = "failed"  // gave up after the last attempt
+	NotificationSkipped = "skipped" // nothing to send (event or channel off, no address): listed only
+)
+
+// Notification is one security event told to a user (a sign-in from a new
+// device, a factor added, a lockout), and the state of its delivery. The
+// same rows are the user's "recent security activity" list.
+type Notification struct {
+	// ID is the event's deduplication key chosen by the caller ("audit:42",
+	// "device.new:<hash>"): CreateNotification refuses a second row with
+	// the same ID, so one event is told once, across replicas.
+	ID     string
+	UserID string
+	// Event names the kind ("device.new", "factor.added", "lockout", ...).
+	Event string
+	// Details are the facts shown to the user (factor, device, IP). Never
+	// secrets.
+	Details   map[string]string
+	CreatedAt time.Time
+	// Status is one of the Notification* constants.
+	Status   string
+	Attempts int
+	// NextAttemptAt is when a pending notification is due, or when the
+	// claim of a sending one lapses.
+	NextAttemptAt time.Time
+	SentAt        time.Time
+	// LastError is the last delivery failure, without secrets.
+	LastError string
+}
+
+// Notifications stores notifications (an outbox) and serves the security
+// activity list.
+type Notifications interface {
+	// CreateNotification inserts n; ErrConflict if n.ID exists.
+	CreateNotification(ctx context.Context, n Notification) error
+	// UpdateNotification is UpdateCredential for notifications (ID, UserID,
+	// Event, Details and CreatedAt are kept).
+	UpdateNotification(ctx context.Context, id string, fn func(Notification) (Notification, error)) (Notification, error)
+	// DueNotifications returns up to limit notifications pending or
+	// sending whose NextAttemptAt is at or before now, oldest first.
+	DueNotifications(ctx context.Context, now time.Time, limit int) ([]Notification, error)
+	// ListNotifications returns a user's notifications, newest first, at
+	// most limit (0 means 50, at most 500).
+	ListNotifications(ctx context.Context, userID string, limit int) ([]Notification, error)
+	// PruneNotifications deletes notifications created before before and
+	// returns how many.
+	PruneNotifications(ctx context.Context, before time.Time) (int64, error)
+}
+
 // Store is every aggregate together, for wiring; code that needs one
 // aggregate should take that interface.
 type Store interface {
@@ -206,6 +308,8 @@ type Store interface {
 	Counters
 	Leases
 	Audit
+	Devices
+	Notifications
 	// Ping checks the database answers (readiness).
 	Ping(ctx context.Context) error
 	// Close releases the database; every later call returns an error.

@@ -64,6 +64,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Counters", testCounters},
 		{"Leases", testLeases},
 		{"Audit", testAudit},
+		{"Devices", testDevices},
+		{"Notifications", testNotifications},
 		{"Closed", testClosed},
 	}
 	for _, g := range groups {
