@@ -138,14 +138,18 @@ func (p *Policy) Decide(req Request, f *Facts, now time.Time) Decision {
 func (p *Policy) effective(rule *Rule, f *Facts, now time.Time) (string, []string) {
 	var maxAge time.Duration
 	var factors []string
+	fresh := false
 	if rule != nil {
-		maxAge, factors = rule.maxAge, rule.factors
+		maxAge, factors, fresh = rule.maxAge, rule.factors, rule.freshFactorOnly
 	}
 	best, bestLevel := -1, ""
 	var amr []string
 	consider := func(acr string, methods []string) {
 		rank, known := p.levels[acr]
 		if !known || (len(factors) > 0 && !intersects(methods, factors)) {
+			return
+		}
+		if fresh && slices.Contains(methods, AMRTrustedDevice) {
 			return
 		}
 		for _, m := range methods {
@@ -158,8 +162,8 @@ func (p *Policy) effective(rule *Rule, f *Facts, now time.Time) (string, []strin
 		}
 	}
 	if f.ACR != "" {
-		fresh := maxAge == 0 || (!f.AuthTime.IsZero() && withinAge(f.AuthTime, now, maxAge))
-		if fresh {
+		recent := maxAge == 0 || (!f.AuthTime.IsZero() && withinAge(f.AuthTime, now, maxAge))
+		if recent {
 			consider(f.ACR, f.AMR)
 		}
 	}
@@ -194,6 +198,9 @@ func describe(r *Rule) string {
 	}
 	if len(r.factors) > 0 {
 		fmt.Fprintf(&b, " with one of %s", strings.Join(r.factors, ", "))
+	}
+	if r.freshFactorOnly {
+		b.WriteString(" with a freshly proven factor (a trusted device does not count)")
 	}
 	b.WriteString(" is required")
 	return b.String()

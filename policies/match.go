@@ -43,7 +43,13 @@ type Rule struct {
 	level   int // index in levels; -1 = no level required
 	maxAge  time.Duration
 	factors []string
+	// freshFactorOnly: require.trusted_device false.
+	freshFactorOnly bool
 }
+
+// FreshFactorOnly reports whether the rule ignores levels obtained on a
+// trusted device (require.trusted_device: false).
+func (r *Rule) FreshFactorOnly() bool { return r.freshFactorOnly }
 
 // Label is the rule's name, or "#<index>" for an unnamed rule. It is what
 // metrics and logs show.

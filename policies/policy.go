@@ -90,8 +90,13 @@ type RequireSpec struct {
 	// Factors, if set, are the amr methods accepted: an authentication
 	// counts only if its amr names one of them.
 	Factors []string `yaml:"factors"`
-	// TrustedDevice is reserved; only false (or absent) is accepted today.
-	TrustedDevice bool `yaml:"trusted_device"`
+	// TrustedDevice says whether a level obtained at a login that skipped
+	// the second factor thanks to a trusted device (a step-up entry whose
+	// amr names AMRTrustedDevice) counts for this rule. Absent or true: it
+	// counts like any factor. false: only a freshly proven factor counts
+	// (payment changes, factor management); the client steps up. Needs
+	// require.acr.
+	TrustedDevice *bool `yaml:"trusted_device"`
 }
 
 // Duration is a time.Duration that reads from YAML either as a Go duration
@@ -188,11 +193,18 @@ func readPolicyFile(path string) ([]byte, error) {
 	return data, nil
 }
 
+// AMRTrustedDevice is the amr value of a step-up entry written for a login
+// that skipped the second factor because the device was trusted
+// (internal/devices). A rule with require.trusted_device: false ignores
+// such entries.
+const AMRTrustedDevice = "trusted_device"
+
 // Known amr values accepted in require.factors: the bridge's own factors
 // and the values Keycloak's AMR mapper and RFC 8176 use.
 var knownFactors = []string{
-	// stepup-bridge factors
-	"totp", "hotp", "pin", "backup_code", "flash_call", "sms", "email",
+	// stepup-bridge factors, and the marker of a login that skipped the
+	// factor on a trusted device
+	"totp", "hotp", "pin", "backup_code", "flash_call", "sms", "email", AMRTrustedDevice,
 	// RFC 8176 and Keycloak's AMR mapper
 	"pwd", "otp", "hwk", "swk", "mfa", "mca", "sc", "kba", "fpt", "face", "iris",
 	"retina", "vbm", "geo", "tel", "user", "rba", "wia", "webauthn", "passkey",
@@ -335,8 +347,14 @@ func compileRule(index int, rs RuleSpec, levels map[string]int) (*Rule, []string
 			r.factors = append(r.factors, f)
 		}
 	}
-	if req.TrustedDevice {
-		bad("require.trusted_device: reserved, only false is supported")
+	if req.TrustedDevice != nil && !*req.TrustedDevice {
+		switch {
+		case req.ACR == "":
+			bad("require.trusted_device: false needs require.acr")
+		case slices.Contains(r.factors, AMRTrustedDevice):
+			bad("require.trusted_device: false contradicts require.factors listing %s", AMRTrustedDevice)
+		}
+		r.freshFactorOnly = true
 	}
 	return r, errs
 }
