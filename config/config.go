@@ -46,6 +46,10 @@ type Config struct {
 	Audit Audit `mapstructure:"audit" yaml:"audit"`
 	// Delivery bounds calls to SMS, e-mail and call providers.
 	Delivery Delivery `mapstructure:"delivery" yaml:"delivery"`
+	// Devices tunes trusted devices ("trust this device for N days").
+	Devices Devices `mapstructure:"devices" yaml:"devices"`
+	// Notifications tells users about security events of their account.
+	Notifications Notifications `mapstructure:"notifications" yaml:"notifications"`
 
 	// DevMode is set by `stepup-bridge dev` only (no key): it allows the log
 	// providers, which print codes.
@@ -442,5 +446,57 @@ type Admin struct {
 type Audit struct {
 	// Retention: events older than this are deleted; 0 keeps everything.
 	// Defaults to 0 (keep).
+	Retention time.Duration `mapstructure:"retention" yaml:"retention"`
+}
+
+// Devices tunes trusted devices: after a second factor the client may ask
+// to trust the device, and a later login through the sidecar from it may
+// skip the second factor (never the password) until the trust expires or
+// is revoked. Policies can refuse such logins per rule
+// (require.trusted_device: false).
+type Devices struct {
+	// Enabled offers "trust this device" and honours trusted devices at
+	// login. Defaults to false.
+	Enabled bool `mapstructure:"enabled" yaml:"enabled"`
+	// TTL is how long a device stays trusted; at most 90 days. Defaults to
+	// 720h (30 days).
+	TTL time.Duration `mapstructure:"ttl" yaml:"ttl"`
+	// MaxPerUser bounds a user's trusted devices; trusting one more revokes
+	// the oldest. Defaults to 10.
+	MaxPerUser int `mapstructure:"max_per_user" yaml:"max_per_user"`
+	// CookieName is the hosted pages' cookie carrying the device token
+	// (Secure, HttpOnly, SameSite=Strict, Path /pages/). Defaults to
+	// stepup_device.
+	CookieName string `mapstructure:"cookie_name" yaml:"cookie_name"`
+}
+
+// Notifications tells users about security events of their account: a
+// sign-in from a new device, a factor added, changed or removed, backup
+// codes regenerated or running low, a lockout. Each event is sent once,
+// through the sender configured for factors.<channel> (smtp, webhook; log
+// in dev mode only), and listed in the user's security activity.
+type Notifications struct {
+	// Enabled sends notifications. Defaults to false (the activity list is
+	// kept either way).
+	Enabled bool `mapstructure:"enabled" yaml:"enabled"`
+	// Events are the events sent: new_device, factor_added, factor_changed,
+	// factor_removed, backup_codes_regenerated, backup_codes_low, lockout.
+	// Defaults to all of them.
+	Events []string `mapstructure:"events" yaml:"events"`
+	// Channel is email (to the Keycloak user's e-mail address, through
+	// factors.email.sender) or sms (to the user's phone_number attribute,
+	// through factors.sms.sender). Defaults to email.
+	Channel string `mapstructure:"channel" yaml:"channel"`
+	// Subject of e-mails (Go text/template over the same fields as
+	// Templates). Defaults to "Security alert: {{.Title}}".
+	Subject string `mapstructure:"subject" yaml:"subject"`
+	// Templates override message bodies by event name (Go text/template;
+	// .Event, .Title, .Time, .IP, .Device, .Factor, .Remaining, .Issuer).
+	// Events left out use the built-in text.
+	Templates map[string]string `mapstructure:"templates" yaml:"templates"`
+	// MaxAttempts of one delivery before it is given up. Defaults to 5.
+	MaxAttempts int `mapstructure:"max_attempts" yaml:"max_attempts"`
+	// Retention of the security activity list; 0 keeps everything.
+	// Defaults to 2160h (90 days).
 	Retention time.Duration `mapstructure:"retention" yaml:"retention"`
 }

@@ -81,5 +81,13 @@ func Default() Config {
 		Policies: Policies{Watch: true},
 		Admin:    Admin{Role: "stepup-admin"},
 		Delivery: Delivery{Timeout: 5 * time.Second, Retries: 2, Backoff: 200 * time.Millisecond},
+		Devices:  Devices{TTL: 30 * 24 * time.Hour, MaxPerUser: 10, CookieName: "stepup_device"},
+		Notifications: Notifications{
+			Events:      NotificationEvents(),
+			Channel:     "email",
+			Subject:     "Security alert: {{.Title}}",
+			MaxAttempts: 5,
+			Retention:   90 * 24 * time.Hour,
+		},
 	}
 }

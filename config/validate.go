@@ -7,8 +7,18 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"text/template"
 	"time"
 )
+
+// NotificationEvents are the event names notifications.events and
+// notifications.templates accept.
+func NotificationEvents() []string {
+	return []string{"new_device", "factor_added", "factor_changed", "factor_removed",
+		"backup_codes_regenerated", "backup_codes_low", "lockout"}
+}
+
+var cookieNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // KnownFactors are the factor names config accepts.
 func KnownFactors() []string {
@@ -283,6 +293,8 @@ func (c Config) Validate() error {
 	if c.Audit.Retention < 0 {
 		p.add("audit.retention", "is negative")
 	}
+	c.validateDevices(&p)
+	c.validateNotifications(&p)
 	return p.err()
 }
 
@@ -364,7 +376,10 @@ func (c Config) validateDelivery(p *problems) {
 		name string
 		otc  OneTimeCode
 	}{{"sms", c.Factors.SMS}, {"email", c.Factors.Email}} {
-		if !enabled(f.name) {
+		// The notifications' channel uses the factor's sender even when the
+		// factor itself is off.
+		notifies := c.Notifications.Enabled && c.Notifications.Channel == f.name
+		if !enabled(f.name) && !notifies {
 			continue
 		}
 		key := "factors." + f.name
@@ -429,5 +444,49 @@ func (p *problems) webhook(key string, w Webhook) {
 func (p *problems) devOnly(key string, dev bool) {
 	if !dev {
 		p.add(key, "log prints codes and is allowed only in `stepup-bridge dev`; choose a real provider")
+	}
+}
+
+func (c Config) validateDevices(p *problems) {
+	d := c.Devices
+	if d.TTL <= 0 || d.TTL > 90*24*time.Hour {
+		p.add("devices.ttl", "%s is outside (0, 2160h]", d.TTL)
+	}
+	if d.MaxPerUser < 1 || d.MaxPerUser > 100 {
+		p.add("devices.max_per_user", "%d is outside 1..100", d.MaxPerUser)
+	}
+	if !cookieNamePattern.MatchString(d.CookieName) {
+		p.add("devices.cookie_name", "%q must match %s", d.CookieName, cookieNamePattern)
+	}
+}
+
+func (c Config) validateNotifications(p *problems) {
+	n := c.Notifications
+	p.oneOf("notifications.channel", n.Channel, "email", "sms")
+	for i, e := range n.Events {
+		if !contains(NotificationEvents(), e) {
+			p.add(fmt.Sprintf("notifications.events[%d]", i), "%q is not one of %s", e, strings.Join(NotificationEvents(), ", "))
+		}
+	}
+	if _, err := template.New("subject").Option("missingkey=error").Parse(n.Subject); err != nil {
+		p.add("notifications.subject", "is not a valid template: %v", err)
+	}
+	for name, body := range n.Templates {
+		key := "notifications.templates." + name
+		if !contains(NotificationEvents(), name) {
+			p.add(key, "%q is not one of %s", name, strings.Join(NotificationEvents(), ", "))
+			continue
+		}
+		if strings.TrimSpace(body) == "" {
+			p.add(key, "is empty")
+		} else if _, err := template.New(name).Option("missingkey=error").Parse(body); err != nil {
+			p.add(key, "is not a valid template: %v", err)
+		}
+	}
+	if n.MaxAttempts < 1 || n.MaxAttempts > 20 {
+		p.add("notifications.max_attempts", "%d is outside 1..20", n.MaxAttempts)
+	}
+	if n.Retention < 0 {
+		p.add("notifications.retention", "is negative")
 	}
 }
