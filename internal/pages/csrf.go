@@ -73,12 +73,19 @@ func validCookieValue(v string) bool {
 }
 
 // checkOrigin refuses a request whose Origin is present and not among
-// allowed (exact scheme://host[:port] match; "null" never matches), or,
-// without Origin, whose Sec-Fetch-Site says it came from another site. A
-// request with neither header (an old client, curl) passes this check and
-// still needs the CSRF token.
+// allowed (exact scheme://host[:port] match), or, without Origin, whose
+// Sec-Fetch-Site says it came from another site. "Origin: null" (sent for
+// POSTs under a no-referrer policy, or from sandboxed or opaque origins)
+// passes only with Sec-Fetch-Site: same-origin. A request with neither
+// header (an old client, curl) passes this check and still needs the CSRF
+// token.
 func checkOrigin(r *http.Request, allowed ...string) error {
-	if o := r.Header.Get("Origin"); o != "" {
+	if o := r.Header.Get("Origin"); o == "null" {
+		if r.Header.Get("Sec-Fetch-Site") != "same-origin" {
+			return fmt.Errorf("%w: opaque origin", ErrCSRF)
+		}
+		return nil
+	} else if o != "" {
 		for _, a := range allowed {
 			if a != "" && strings.EqualFold(o, a) {
 				return nil

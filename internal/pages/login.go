@@ -73,13 +73,13 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	h.done(w, r, rt, notice)
 }
 
-// done ends a flow: to the allow-listed return_to, or the success page.
+// done ends a flow: back to the allow-listed return_to, or the success
+// page. The way back is a page with a meta refresh and a link, not a 303:
+// CSP form-action 'self' covers redirects that follow a form submission,
+// so a 303 to the application's origin would be blocked, and widening
+// form-action is not worth it. No token goes with it.
 func (h *Handler) done(w http.ResponseWriter, r *http.Request, returnTo, notice string) {
-	if returnTo != "" {
-		http.Redirect(w, r, returnTo, http.StatusSeeOther)
-		return
-	}
-	h.render(w, r, http.StatusOK, "message", &view{Title: "Done", Notice: notice})
+	h.render(w, r, http.StatusOK, "done", &view{Title: "Done", Notice: notice, ReturnTo: returnTo})
 }
 
 // pending reads the mfa cookie.

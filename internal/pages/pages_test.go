@@ -122,6 +122,8 @@ func TestCSRFRefusals(t *testing.T) {
 		{"cross-site Origin", form(tok), true, map[string]string{"Origin": "https://evil.example.com"}, http.StatusForbidden},
 		{"allow-listed app origin is not enough for the login form", form(tok), true, map[string]string{"Origin": "https://app.example.com"}, http.StatusForbidden},
 		{"null Origin", form(tok), true, map[string]string{"Origin": "null"}, http.StatusForbidden},
+		{"null Origin from another site", form(tok), true, map[string]string{"Origin": "null", "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"null Origin of the same origin (no-referrer policy)", form(tok), true, map[string]string{"Origin": "null", "Sec-Fetch-Site": "same-origin"}, http.StatusSeeOther},
 		{"cross-site fetch without Origin", form(tok), true, map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
 		{"same-site fetch without Origin", form(tok), true, map[string]string{"Sec-Fetch-Site": "same-site"}, http.StatusForbidden},
 	}
@@ -222,7 +224,7 @@ func TestSecurityHeaders(t *testing.T) {
 			h.ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1:8080"+p, nil))
 			hd := rec.Header()
 			if hd.Get("Content-Security-Policy") != ContentSecurityPolicy || hd.Get("X-Frame-Options") != "DENY" ||
-				hd.Get("X-Content-Type-Options") != "nosniff" || hd.Get("Referrer-Policy") != "no-referrer" {
+				hd.Get("X-Content-Type-Options") != "nosniff" || hd.Get("Referrer-Policy") != "same-origin" {
 				t.Fatalf("headers: %v", hd)
 			}
 		})
