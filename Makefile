@@ -33,3 +33,9 @@ bench:
 
 run-dev:
 	$(GO) run ./cmd/stepup-bridge dev
+
+# Load test of /v1/authz with wrk on loopback, bounded in time; skips when wrk
+# is absent. Numbers and commands: docs/performance.md.
+.PHONY: bench-load
+bench-load:
+	bash internal/perf/scripts/load.sh
