@@ -44,6 +44,8 @@ type Config struct {
 	Admin Admin `mapstructure:"admin" yaml:"admin"`
 	// Audit configures the audit trail.
 	Audit Audit `mapstructure:"audit" yaml:"audit"`
+	// Pages configures the hosted login, step-up and enrolment pages.
+	Pages Pages `mapstructure:"pages" yaml:"pages"`
 	// Delivery bounds calls to SMS, e-mail and call providers.
 	Delivery Delivery `mapstructure:"delivery" yaml:"delivery"`
 	// Devices tunes trusted devices ("trust this device for N days").
@@ -440,6 +442,17 @@ type Policies struct {
 type Admin struct {
 	// Role is the realm role an admin token must carry. Defaults to stepup-admin.
 	Role string `mapstructure:"role" yaml:"role"`
+}
+
+// Pages configures the hosted pages under /pages/.
+type Pages struct {
+	// Enabled serves the pages. Defaults to true.
+	Enabled bool `mapstructure:"enabled" yaml:"enabled"`
+	// ReturnTo is the allow-list of URLs a browser may be sent back to
+	// after a login or step-up: each an exact origin and a path prefix,
+	// e.g. https://app.example.com/after/. Empty allows none: the pages end
+	// on their own success page.
+	ReturnTo []string `mapstructure:"return_to" yaml:"return_to"`
 }
 
 // Audit configures the audit trail.

@@ -165,6 +165,9 @@ func TestBadValuesNameTheirKey(t *testing.T) {
 		{"bad proxy cidr", "listen:\n  trusted_proxies: [\"10.0.0.0/99\"]\n", nil, nil, "listen.trusted_proxies[0]"},
 		{"too many failures allowed", "", nil, []string{"rate_limits.user_failures_per_hour=1000"}, "rate_limits.user_failures_per_hour"},
 		{"bad listen", "", nil, []string{"listen.addr=8080"}, "listen.addr"},
+		{"return_to with userinfo", "pages:\n  return_to: [\"https://user@app.example.com/x/\"]\n", nil, nil, "pages.return_to[0]"},
+		{"return_to over plain http", "pages:\n  return_to: [\"http://app.example.com/x/\"]\n", nil, nil, "pages.return_to[0]"},
+		{"return_to relative", "pages:\n  return_to: [\"/after/\"]\n", nil, nil, "pages.return_to[0]"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

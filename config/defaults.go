@@ -80,6 +80,7 @@ func Default() Config {
 		},
 		Policies: Policies{Watch: true},
 		Admin:    Admin{Role: "stepup-admin"},
+		Pages:    Pages{Enabled: true},
 		Delivery: Delivery{Timeout: 5 * time.Second, Retries: 2, Backoff: 200 * time.Millisecond},
 		Devices:  Devices{TTL: 30 * 24 * time.Hour, MaxPerUser: 10, CookieName: "stepup_device"},
 		Notifications: Notifications{

@@ -290,6 +290,18 @@ func (c Config) Validate() error {
 	if c.Admin.Role == "" {
 		p.add("admin.role", "is required")
 	}
+	for i, rt := range c.Pages.ReturnTo {
+		key := fmt.Sprintf("pages.return_to[%d]", i)
+		u, err := url.Parse(rt)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			p.add(key, "%q is not an absolute http(s) URL", rt)
+		case u.User != nil || u.Fragment != "" || u.RawQuery != "":
+			p.add(key, "%q must be an origin and a path prefix only (no user info, query or fragment)", rt)
+		case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+			p.add(key, "%q: plain http is allowed for loopback only", rt)
+		}
+	}
 	if c.Audit.Retention < 0 {
 		p.add("audit.retention", "is negative")
 	}
@@ -489,4 +501,12 @@ func (c Config) validateNotifications(p *problems) {
 	if n.Retention < 0 {
 		p.add("notifications.retention", "is negative")
 	}
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }

@@ -68,12 +68,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (rt *Runtime,
 	}()
 	reg := prometheus.NewRegistry()
 
-	st, err := backend.Open(ctx, cfg.Store)
+	opened, err := backend.Open(ctx, cfg.Store)
 	if err != nil {
 		return nil, fmt.Errorf("opening the %s store: %w", cfg.Store.Type, err)
 	}
+	rt.closers = append(rt.closers, opened.Close)
+	st := loggedStore{Store: opened, log: log}
 	rt.store = st
-	rt.closers = append(rt.closers, st.Close)
 
 	kr, err := keyring.FromConfig(cfg)
 	if err != nil {

@@ -65,7 +65,10 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	// No second factor needed. The tokens are not handed to the browser
 	// (docs/pages.md): the application signs the user in with its own OIDC
-	// flow.
+	// flow, and the session they belong to is ended so nothing dangles.
+	if res.Tokens != nil {
+		h.cfg.Flows.Logout(r.Context(), *res.Tokens)
+	}
 	notice := "You are signed in."
 	if res.EnrolmentRequired {
 		notice = "You are signed in. You must set up a second factor soon."
@@ -170,7 +173,7 @@ func (h *Handler) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, http.StatusBadRequest, "mfa", v)
 		return
 	}
-	_, err = h.cfg.Flows.LoginMFA(r.Context(), stepup.MFARequest{MFAToken: tok, Factor: factor, Code: code, IP: h.cfg.ClientIP(r)})
+	g, err := h.cfg.Flows.LoginMFA(r.Context(), stepup.MFARequest{MFAToken: tok, Factor: factor, Code: code, IP: h.cfg.ClientIP(r)})
 	if err != nil {
 		if loginGone(err) {
 			_, msg := h.explain(r, err)
@@ -187,7 +190,11 @@ func (h *Handler) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.cookies.set(w, r, cookieMFA, "", -1)
-	// The released tokens stay here and are dropped (docs/pages.md).
+	// The released tokens are not handed to the browser (docs/pages.md);
+	// their Keycloak session is ended so nothing dangles.
+	if g.Tokens != nil {
+		h.cfg.Flows.Logout(r.Context(), *g.Tokens)
+	}
 	h.done(w, r, rt, "You are signed in.")
 }
 

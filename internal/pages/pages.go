@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stepup-bridge/stepup-bridge/bridge"
 	"github.com/stepup-bridge/stepup-bridge/factors"
 	"github.com/stepup-bridge/stepup-bridge/internal/stepup"
 	"github.com/stepup-bridge/stepup-bridge/internal/token"
@@ -42,6 +43,8 @@ type Flows interface {
 	LoginChallenge(ctx context.Context, mfaToken, factor, ip string) (factors.Delivery, error)
 	CreateChallenge(ctx context.Context, req stepup.ChallengeRequest) (stepup.Challenge, error)
 	VerifyChallenge(ctx context.Context, req stepup.VerifyRequest) (stepup.Grant, error)
+	// Logout ends the Keycloak session of tokens the pages drop.
+	Logout(ctx context.Context, t bridge.Tokens)
 }
 
 // Factors is what the enrolment pages need of the factor registry

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepup-bridge/stepup-bridge/bridge"
 	"github.com/stepup-bridge/stepup-bridge/factors"
 	"github.com/stepup-bridge/stepup-bridge/internal/stepup"
 	"github.com/stepup-bridge/stepup-bridge/internal/token"
@@ -19,11 +20,17 @@ import (
 // fakeFlows records that a flow was reached; CSRF tests need to know the
 // refusal came before any work.
 type fakeFlows struct {
-	logins atomic.Int32
+	logins  atomic.Int32
+	logouts atomic.Int32
 }
+
+func (f *fakeFlows) Logout(context.Context, bridge.Tokens) { f.logouts.Add(1) }
 
 func (f *fakeFlows) Login(_ context.Context, req stepup.LoginRequest) (stepup.LoginResult, error) {
 	f.logins.Add(1)
+	if req.Username == "no-mfa" {
+		return stepup.LoginResult{Tokens: &bridge.Tokens{AccessToken: "a", RefreshToken: "r"}}, nil
+	}
 	return stepup.LoginResult{Pending: &stepup.PendingLogin{MFAToken: "mfa-token-value", Factors: []string{"pin"}, ExpiresAt: time.Now().Add(time.Minute)}}, nil
 }
 func (f *fakeFlows) LoginMFA(context.Context, stepup.MFARequest) (stepup.Grant, error) {
@@ -253,5 +260,27 @@ func TestSecurityHeaders(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "http://id.example.com/pages/login", nil))
 	if ck := rec.Result().Cookies(); len(ck) != 1 || !ck[0].Secure {
 		t.Fatalf("cookie on a non-loopback host: %+v", ck)
+	}
+}
+
+// TestDroppedTokensEndTheirSession: the pages never give the browser
+// Keycloak tokens, so a login that released some ends their session.
+func TestDroppedTokensEndTheirSession(t *testing.T) {
+	h, ff := newTestPages(t, "https://id.example.com")
+	ck, tok := getForm(t, h, "https://id.example.com/pages/login")
+	body := url.Values{"username": {"no-mfa"}, "password": {"pw"}, "csrf_token": {tok}}.Encode()
+	req := httptest.NewRequest("POST", "https://id.example.com/pages/login", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(ck)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("login without MFA = %d: %s", rec.Code, rec.Body)
+	}
+	if got := ff.logouts.Load(); got != 1 {
+		t.Fatalf("logouts = %d, want 1", got)
+	}
+	if strings.Contains(rec.Body.String(), `"a"`) || rec.Header().Get("Set-Cookie") != "" && strings.Contains(rec.Header().Get("Set-Cookie"), "=a") {
+		t.Fatal("a token reached the browser")
 	}
 }

@@ -176,10 +176,10 @@ func (s *Server) handleAdminReenrol(w http.ResponseWriter, r *http.Request) {
 
 // pageRoutes mounts the hosted pages when the flows and factors are wired.
 func (s *Server) pageRoutes() {
-	if s.stepup == nil || s.factors == nil || s.verifier == nil {
+	if s.stepup == nil || s.factors == nil || s.verifier == nil || !s.cfg.Pages.Enabled {
 		return
 	}
-	pc := pages.Config{}
+	pc := pages.Config{ReturnTo: s.cfg.Pages.ReturnTo}
 	if s.pages != nil {
 		pc = *s.pages
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stepup-bridge/stepup-bridge/bridge"
 	"github.com/stepup-bridge/stepup-bridge/factors"
+	"github.com/stepup-bridge/stepup-bridge/internal/devices"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
 	"github.com/stepup-bridge/stepup-bridge/internal/token"
 )
@@ -75,6 +76,8 @@ type challengeData struct {
 	MaxAge int64  `json:"max_age,omitempty"`
 	Action Action `json:"action,omitzero"`
 	IP     string `json:"ip,omitempty"`
+	// Device is the label of the device a pending login came from.
+	Device string `json:"device,omitempty"`
 	// Verified is set once the factor succeeded; Completed once the entry
 	// is in Keycloak.
 	Verified  *token.StepUpEntry `json:"verified,omitempty"`
@@ -193,6 +196,10 @@ type VerifyRequest struct {
 	// RefreshToken, if given, is used to return fresh tokens carrying the
 	// step-up claim; it must belong to the same session.
 	RefreshToken string
+	// TrustDevice asks for a device credential (Grant.Device) once the
+	// factor is verified; UserAgent names the device.
+	TrustDevice bool
+	UserAgent   string
 }
 
 // Grant is a successful step-up.
@@ -202,11 +209,17 @@ type Grant struct {
 	ExpiresAt time.Time
 	// Tokens are refreshed tokens when a refresh token was given.
 	Tokens *bridge.Tokens
+	// Device is the trusted-device credential issued on request; its
+	// Token is shown once.
+	Device *devices.Issued
 }
 
 // VerifyChallenge checks the code and, on success, writes the step-up
 // entry into Keycloak.
 func (s *Service) VerifyChallenge(ctx context.Context, req VerifyRequest) (Grant, error) {
+	if req.TrustDevice && s.cfg.Devices == nil {
+		return Grant{}, ErrDevicesDisabled
+	}
 	claims, err := s.session(ctx, req.AccessToken)
 	if err != nil {
 		return Grant{}, err
@@ -266,6 +279,14 @@ func (s *Service) VerifyChallenge(ctx context.Context, req VerifyRequest) (Grant
 		}
 		g.Tokens = &t
 	}
+	// The step-up is written: a failure to trust the device must not hide
+	// it (a retry would find the challenge used). The client may ask again
+	// with its next step-up.
+	dev, err := s.trust(ctx, req.TrustDevice, c.UserID, req.UserAgent, claims.SessionID, req.IP)
+	if err != nil {
+		s.log.ErrorContext(ctx, "trusting the device after a step-up", "err", err)
+	}
+	g.Device = dev
 	return g, nil
 }
 

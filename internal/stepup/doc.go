@@ -23,4 +23,14 @@
 // LoginMFA verifies the factor, writes the step-up entry and releases
 // refreshed tokens. A pending login that fails too often is logged out of
 // Keycloak at once; one that expires is logged out by Sweep.
+//
+// Trusted devices (Config.Devices): after a verified factor (LoginMFA or
+// VerifyChallenge with TrustDevice) the client receives a device credential
+// once. A later Login carrying it, for the same user and kind of device,
+// still needs the password, but skips the second factor: the entry written
+// has amr ["trusted_device"], so a policy rule with
+// require.trusted_device: false does not count it and the client must
+// step up with a real factor. Any doubt about the device (unknown, expired,
+// revoked, another user's or another kind of device, or the store failing)
+// asks for the factor as if no credential had been sent.
 package stepup

@@ -10,9 +10,11 @@ import (
 
 	"github.com/stepup-bridge/stepup-bridge/bridge"
 	"github.com/stepup-bridge/stepup-bridge/factors"
+	"github.com/stepup-bridge/stepup-bridge/internal/devices"
 	"github.com/stepup-bridge/stepup-bridge/internal/keyring"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
 	"github.com/stepup-bridge/stepup-bridge/internal/token"
+	"github.com/stepup-bridge/stepup-bridge/policies"
 )
 
 // LoginRequest is a primary login.
@@ -20,6 +22,11 @@ type LoginRequest struct {
 	Username string
 	Password string
 	IP       string
+	// UserAgent names the kind of device (devices.Label).
+	UserAgent string
+	// DeviceToken is a trusted-device credential the client holds, if any.
+	// It can only ever replace the second factor, after the password.
+	DeviceToken string
 }
 
 // LoginResult is either tokens (no second factor needed, or the grace
@@ -32,6 +39,12 @@ type LoginResult struct {
 	EnrolmentRequired bool
 	// Pending is set when a second factor is required.
 	Pending *PendingLogin
+	// TrustedDevice is set when the second factor was skipped because
+	// DeviceToken named a trusted device; the tokens then carry a step-up
+	// entry whose amr is policies.AMRTrustedDevice.
+	TrustedDevice *devices.Device
+	// Grant describes that entry when TrustedDevice is set.
+	Grant *Grant
 }
 
 // PendingLogin is what the client gets instead of tokens.
@@ -68,15 +81,24 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (LoginResult, err
 	}
 	switch {
 	case !required:
+		s.signedIn(ctx, claims.Subject, req.UserAgent, req.IP)
 		return LoginResult{Tokens: &tokens}, nil
 	case len(offered) == 0:
 		if s.cfg.Now().Before(s.cfg.Require.GraceUntil) {
+			s.signedIn(ctx, claims.Subject, req.UserAgent, req.IP)
 			return LoginResult{Tokens: &tokens, EnrolmentRequired: true}, nil
 		}
 		s.logout(ctx, tokens.RefreshToken)
 		s.audit(ctx, store.AuditEvent{Type: AuditLoginAborted, Actor: claims.Subject, UserID: claims.Subject,
 			SessionID: claims.SessionID, IP: req.IP, Outcome: "denied", Details: map[string]string{"reason": "enrolment required"}})
 		return LoginResult{}, ErrEnrolmentRequired
+	}
+
+	if res, ok, err := s.trustedDeviceLogin(ctx, req, claims, tokens); ok || err != nil {
+		if err != nil {
+			s.logout(ctx, tokens.RefreshToken)
+		}
+		return res, err
 	}
 
 	raw, id, err := s.newID()
@@ -93,7 +115,7 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (LoginResult, err
 	exp := now.Add(s.cfg.LoginTTL)
 	err = s.cfg.Store.CreateChallenge(ctx, store.Challenge{
 		ID: id, Kind: kindLogin, UserID: claims.Subject, SessionID: claims.SessionID,
-		Data:        challengeData{ACR: s.cfg.Level, IP: req.IP, Tokens: sealed}.encode(),
+		Data:        challengeData{ACR: s.cfg.Level, IP: req.IP, Device: devices.Label(req.UserAgent), Tokens: sealed}.encode(),
 		MaxAttempts: s.cfg.LoginAttempts, CreatedAt: now, ExpiresAt: exp,
 	})
 	if err != nil {
@@ -103,6 +125,62 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (LoginResult, err
 	s.audit(ctx, store.AuditEvent{Type: AuditLoginMFARequired, Actor: claims.Subject, UserID: claims.Subject,
 		SessionID: claims.SessionID, IP: req.IP, Outcome: "pending"})
 	return LoginResult{Pending: &PendingLogin{MFAToken: raw, Factors: offered, ExpiresAt: exp}}, nil
+}
+
+// trustedDeviceLogin skips the second factor when the request carries a
+// device token that is trusted for this user and this kind of device. The
+// password was just verified by Keycloak; the device stands in for the
+// second factor only. The entry written says so (amr trusted_device), so a
+// policy rule can refuse it. ok is false when the factor is still needed;
+// a store failure of the check also asks for the factor (never less).
+func (s *Service) trustedDeviceLogin(ctx context.Context, req LoginRequest, claims *token.Claims, tokens bridge.Tokens) (LoginResult, bool, error) {
+	if s.cfg.Devices == nil || req.DeviceToken == "" {
+		return LoginResult{}, false, nil
+	}
+	meta := devices.Meta{SessionID: claims.SessionID, IP: req.IP}
+	dev, err := s.cfg.Devices.Check(ctx, claims.Subject, req.DeviceToken, req.UserAgent, meta)
+	if err != nil {
+		if !errors.Is(err, devices.ErrUntrusted) {
+			s.log.WarnContext(ctx, "checking a trusted device; asking for the factor", "err", err)
+		}
+		return LoginResult{}, false, nil
+	}
+	now := s.cfg.Now()
+	entry := token.StepUpEntry{SID: claims.SessionID, ACR: s.cfg.Level, AMR: []string{policies.AMRTrustedDevice},
+		IAT: now.Unix(), EXP: now.Add(s.cfg.EntryTTL).Unix()}
+	if err := s.cfg.Keycloak.WriteStepUp(ctx, claims.Subject, entry); err != nil {
+		return LoginResult{}, false, fmt.Errorf("stepup: writing the step-up claim: %w", err)
+	}
+	fresh, err := s.cfg.Keycloak.Refresh(ctx, tokens.RefreshToken)
+	if err != nil {
+		return LoginResult{}, false, fmt.Errorf("stepup: refreshing tokens after a trusted-device login: %w", err)
+	}
+	s.audit(ctx, store.AuditEvent{Type: AuditLoginGranted, Actor: claims.Subject, UserID: claims.Subject, Factor: policies.AMRTrustedDevice,
+		SessionID: claims.SessionID, IP: req.IP, Outcome: "success", Details: map[string]string{"acr": entry.ACR, "device_id": dev.ID}})
+	g := Grant{ACR: entry.ACR, AMR: entry.AMR, ExpiresAt: time.Unix(entry.EXP, 0), Tokens: &fresh}
+	return LoginResult{Tokens: &fresh, TrustedDevice: &dev, Grant: &g}, true, nil
+}
+
+// signedIn tells SignIns of a login not made on a trusted device.
+func (s *Service) signedIn(ctx context.Context, userID, userAgentOrLabel, ip string) {
+	if s.cfg.SignIns == nil {
+		return
+	}
+	if err := s.cfg.SignIns.NewSignIn(context.WithoutCancel(ctx), userID, devices.Label(userAgentOrLabel), ip); err != nil {
+		s.log.WarnContext(ctx, "recording a sign-in", "err", err)
+	}
+}
+
+// trust issues a device credential after a verified factor, if asked.
+func (s *Service) trust(ctx context.Context, ask bool, userID, userAgent, sid, ip string) (*devices.Issued, error) {
+	if !ask {
+		return nil, nil
+	}
+	iss, err := s.cfg.Devices.Trust(ctx, userID, userAgent, devices.Meta{SessionID: sid, IP: ip})
+	if err != nil {
+		return nil, fmt.Errorf("stepup: trusting the device: %w", err)
+	}
+	return &iss, nil
 }
 
 // required applies login.require to the freshly logged-in user.
@@ -146,6 +224,10 @@ type MFARequest struct {
 	Factor   string
 	Code     string
 	IP       string
+	// TrustDevice asks for a device credential (Grant.Device) once the
+	// factor is verified; UserAgent names the device.
+	TrustDevice bool
+	UserAgent   string
 }
 
 // pendingLogin loads the pending login named by the raw mfa token.
@@ -189,6 +271,9 @@ func (s *Service) LoginChallenge(ctx context.Context, mfaToken, factor, ip strin
 // LoginMFA verifies the second factor of a pending login and releases
 // tokens carrying the step-up claim.
 func (s *Service) LoginMFA(ctx context.Context, req MFARequest) (Grant, error) {
+	if req.TrustDevice && s.cfg.Devices == nil {
+		return Grant{}, ErrDevicesDisabled
+	}
 	c, err := s.pendingLogin(ctx, req.MFAToken)
 	if err != nil {
 		return Grant{}, err
@@ -241,7 +326,20 @@ func (s *Service) LoginMFA(ctx context.Context, req MFARequest) (Grant, error) {
 	}
 	s.audit(ctx, store.AuditEvent{Type: AuditLoginGranted, Actor: c.UserID, UserID: c.UserID, Factor: entry.AMR[0],
 		SessionID: c.SessionID, IP: req.IP, Outcome: "success", Details: map[string]string{"acr": entry.ACR}})
-	return Grant{ACR: entry.ACR, AMR: entry.AMR, ExpiresAt: time.Unix(entry.EXP, 0), Tokens: &fresh}, nil
+	label := data.Device
+	if label == "" {
+		label = req.UserAgent
+	}
+	s.signedIn(ctx, c.UserID, label, req.IP)
+	g := Grant{ACR: entry.ACR, AMR: entry.AMR, ExpiresAt: time.Unix(entry.EXP, 0), Tokens: &fresh}
+	// The tokens are released: a failure to trust the device must not
+	// lose them. The client may trust it later with a step-up.
+	if dev, err := s.trust(ctx, req.TrustDevice, c.UserID, req.UserAgent, c.SessionID, req.IP); err != nil {
+		s.log.ErrorContext(ctx, "trusting the device after MFA", "err", err)
+	} else {
+		g.Device = dev
+	}
+	return g, nil
 }
 
 func (s *Service) verifyLoginFactor(ctx context.Context, c store.Challenge, data challengeData, req MFARequest) (token.StepUpEntry, error) {
@@ -333,6 +431,13 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		}
 	}
 	return len(expired), nil
+}
+
+// Logout ends the Keycloak session of tokens the caller will not hand
+// out (the hosted pages, which never give the browser Keycloak tokens).
+// Failures are logged: the session then ends at its idle timeout.
+func (s *Service) Logout(ctx context.Context, t bridge.Tokens) {
+	s.logout(ctx, t.RefreshToken)
 }
 
 func (s *Service) logout(ctx context.Context, refreshToken string) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stepup-bridge/stepup-bridge/bridge"
 	"github.com/stepup-bridge/stepup-bridge/factors"
+	"github.com/stepup-bridge/stepup-bridge/internal/devices"
 	"github.com/stepup-bridge/stepup-bridge/internal/keyring"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
 	"github.com/stepup-bridge/stepup-bridge/internal/token"
@@ -41,6 +42,19 @@ type Factors interface {
 	Verify(ctx context.Context, name, userID, code string, meta factors.Meta) (factors.Result, error)
 	Challenge(ctx context.Context, name, userID string, req factors.ChallengeRequest, meta factors.Meta) (factors.Delivery, error)
 	Factor(name string) (factors.Factor, bool)
+}
+
+// Devices is what the flows need of trusted devices (internal/devices).
+type Devices interface {
+	Trust(ctx context.Context, userID, userAgent string, meta devices.Meta) (devices.Issued, error)
+	Check(ctx context.Context, userID, token, userAgent string, meta devices.Meta) (devices.Device, error)
+}
+
+// SignIns is told of every login that released tokens without a trusted
+// device, so the user hears of a sign-in from a new device
+// (internal/notify). It must deduplicate itself.
+type SignIns interface {
+	NewSignIn(ctx context.Context, userID, label, ip string) error
 }
 
 // Store is the part of the store the flows use.
@@ -83,6 +97,13 @@ type Config struct {
 	LoginTTL      time.Duration
 	LoginAttempts int
 	Require       LoginRequire
+
+	// Devices, if set, lets a login on a trusted device skip the second
+	// factor and lets the client ask to trust its device after one. Nil
+	// turns trusted devices off.
+	Devices Devices
+	// SignIns, if set, hears of sign-ins not made on a trusted device.
+	SignIns SignIns
 
 	Now    func() time.Time
 	Rand   io.Reader
@@ -154,6 +175,9 @@ var (
 	// ErrLoginFailed: the pending login was ended (too many wrong codes);
 	// its Keycloak session has been logged out.
 	ErrLoginFailed = errors.New("stepup: too many failed attempts; log in again")
+	// ErrDevicesDisabled: the client asked to trust its device but trusted
+	// devices are off.
+	ErrDevicesDisabled = errors.New("stepup: trusted devices are not enabled")
 )
 
 // InvalidCodeError is a wrong code; Remaining attempts are left on the
