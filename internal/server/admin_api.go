@@ -1,15 +1,12 @@
 package server
 
 import (
-	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"errors"
 	"net/http"
 	"unicode/utf8"
 
 	"github.com/stepup-bridge/stepup-bridge/factors"
-	"github.com/stepup-bridge/stepup-bridge/internal/pages"
+	"github.com/stepup-bridge/stepup-bridge/internal/token"
 )
 
 // hostedRoutes mounts the admin API, the audit API and the hosted pages.
@@ -33,28 +30,13 @@ var errNotAdmin = &apiError{Status: http.StatusForbidden, Code: "access_denied",
 // accounts holding the role are admins too; the token's sub is the actor
 // every admin action is audited under.
 func (s *Server) requireAdmin(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if s.verifier == nil {
-			s.writeError(w, r, errUnavailable("token verification"))
-			return
-		}
-		raw := bearer(r)
-		if raw == "" {
-			s.writeError(w, r, errNoToken)
-			return
-		}
-		claims, err := s.verifier.Verify(r.Context(), raw)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	return s.requireToken(func(claims *token.Claims) error {
 		role := s.cfg.Admin.Role
 		if role == "" || claims.Subject == "" || !claims.HasRealmRole(role) {
-			s.writeError(w, r, errNotAdmin)
-			return
+			return errNotAdmin
 		}
-		next(w, r.WithContext(context.WithValue(r.Context(), ctxClaims, claims)))
-	}
+		return nil
+	}, next)
 }
 
 // adminMeta is the audit metadata of an admin action: the admin is the
@@ -172,66 +154,4 @@ func (s *Server) handleAdminReenrol(w http.ResponseWriter, r *http.Request) {
 		reset = append(reset, f.Factor)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"user_id": id, "reset": reset})
-}
-
-// pageRoutes mounts the hosted pages when the flows and factors are wired.
-func (s *Server) pageRoutes() {
-	if s.stepup == nil || s.factors == nil || s.verifier == nil || !s.cfg.Pages.Enabled {
-		return
-	}
-	pc := pages.Config{ReturnTo: s.cfg.Pages.ReturnTo}
-	if s.pages != nil {
-		pc = *s.pages
-	}
-	pc.Flows, pc.Factors, pc.Verifier = s.stepup, s.factors, s.verifier
-	if pc.PublicURL == "" {
-		pc.PublicURL = s.cfg.PublicURL
-	}
-	pc.LoginEnabled = s.cfg.Login.Enabled
-	if pc.LoginTTL == 0 {
-		pc.LoginTTL = s.cfg.Login.MFATokenTTL
-	}
-	if pc.ManagementMaxAge == 0 {
-		pc.ManagementMaxAge = s.cfg.StepUp.ManagementMaxAge
-	}
-	if pc.CSRFKey == nil {
-		pc.CSRFKey = csrfKeyFromPepper(s.cfg.PepperBytes)
-	}
-	pc.Explain = func(err error) (int, string) {
-		ae := toAPIError(err)
-		return ae.Status, ae.Description
-	}
-	pc.RecentStepUp = s.recentStepUp
-	pc.ClientIP = func(r *http.Request) string { return ClientIP(r.Context()) }
-	pc.Now = s.now
-	if pc.Logger == nil {
-		pc.Logger = s.log
-	}
-	h, err := pages.New(pc)
-	if err != nil {
-		// Options were checked by New's caller; a bad allow-list must not
-		// take the API down: the pages stay off and say so.
-		s.log.Error("hosted pages disabled", "err", err)
-		return
-	}
-	s.mux.Handle("/pages/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost {
-			s.limitIP(h.ServeHTTP)(w, r)
-			return
-		}
-		h.ServeHTTP(w, r)
-	}))
-}
-
-// csrfKeyFromPepper derives the pages' CSRF key from the pepper, which
-// every replica shares; without a pepper (tests) the pages make a random
-// key.
-func csrfKeyFromPepper(pepper func() ([]byte, error)) []byte {
-	p, err := pepper()
-	if err != nil || len(p) == 0 {
-		return nil
-	}
-	m := hmac.New(sha256.New, p)
-	m.Write([]byte("stepup-bridge pages csrf key v1"))
-	return m.Sum(nil)
 }

@@ -40,9 +40,11 @@ func bearer(r *http.Request) string {
 var errNoToken = &apiError{Status: http.StatusUnauthorized, Code: "invalid_request",
 	Description: "a Bearer access token is required"}
 
-// requireUser verifies the Bearer token and requires a user session (not a
-// service account) before calling next.
-func (s *Server) requireUser(next http.HandlerFunc) http.HandlerFunc {
+// requireToken verifies the Bearer token, lets allow decide on its claims
+// (returning the refusal, or nil), and calls next with the claims in the
+// context. The token is checked before anything about the endpoint is
+// revealed.
+func (s *Server) requireToken(allow func(*token.Claims) error, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.verifier == nil {
 			s.writeError(w, r, errUnavailable("token verification"))
@@ -58,11 +60,25 @@ func (s *Server) requireUser(next http.HandlerFunc) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		if claims.Subject == "" || claims.SessionID == "" {
-			s.writeError(w, r, &apiError{Status: http.StatusForbidden, Code: "access_denied",
-				Description: "this endpoint is for users; the token has no user session"})
+		if err := allow(claims); err != nil {
+			s.writeError(w, r, err)
 			return
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), ctxClaims, claims)))
 	}
+}
+
+// errNotUser: a valid token without a user session (a service account).
+var errNotUser = &apiError{Status: http.StatusForbidden, Code: "access_denied",
+	Description: "this endpoint is for users; the token has no user session"}
+
+// requireUser verifies the Bearer token and requires a user session (not a
+// service account) before calling next.
+func (s *Server) requireUser(next http.HandlerFunc) http.HandlerFunc {
+	return s.requireToken(func(claims *token.Claims) error {
+		if claims.Subject == "" || claims.SessionID == "" {
+			return errNotUser
+		}
+		return nil
+	}, next)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stepup-bridge/stepup-bridge/factors"
 	"github.com/stepup-bridge/stepup-bridge/factors/delivery"
 	"github.com/stepup-bridge/stepup-bridge/factors/delivery/challenge"
+	"github.com/stepup-bridge/stepup-bridge/internal/devices"
 	"github.com/stepup-bridge/stepup-bridge/internal/stepup"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
 	"github.com/stepup-bridge/stepup-bridge/internal/token"
@@ -105,6 +106,10 @@ func toAPIError(err error) *apiError {
 		return e(http.StatusForbidden, "enrolment_required", "a second factor is required; enrol one")
 	case errors.Is(err, stepup.ErrLoginFailed):
 		return e(http.StatusUnauthorized, "mfa_failed", "too many failed attempts; log in again")
+	case errors.Is(err, stepup.ErrDevicesDisabled):
+		return e(http.StatusBadRequest, "invalid_request", "trusted devices are not enabled")
+	case errors.Is(err, devices.ErrNotFound):
+		return e(http.StatusNotFound, "not_found", "no such device")
 
 	// Factors.
 	case errors.As(err, &locked):

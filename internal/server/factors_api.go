@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -457,7 +458,8 @@ func (s *Server) onlyExpiredPIN(st []factors.Status) bool {
 
 // recentStepUp reports whether the token proves a second factor recent
 // enough to manage factors: a step-up entry of the token's own session,
-// unexpired, at the step-up level or above, issued within
+// not from a trusted-device login, unexpired, at the step-up level or
+// above, issued within
 // stepup.management_max_age; or Keycloak's own acr at that level with an
 // auth_time that recent. Clock skew: an iat in the future counts as now,
 // as policies does.
@@ -467,6 +469,11 @@ func (s *Server) recentStepUp(c *token.Claims) bool {
 	if c.SessionID != "" {
 		for _, e := range c.StepUp {
 			if e.SID != c.SessionID || e.Expired(now) {
+				continue
+			}
+			// A login that skipped the factor on a trusted device proves
+			// no factor: managing factors needs a fresh one.
+			if slices.Contains(e.AMR, policies.AMRTrustedDevice) {
 				continue
 			}
 			if now.Sub(time.Unix(e.IAT, 0)) > maxAge || !levelAtLeast(e.ACR, level) {

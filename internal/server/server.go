@@ -18,6 +18,8 @@ import (
 
 	"github.com/stepup-bridge/stepup-bridge/config"
 	"github.com/stepup-bridge/stepup-bridge/factors"
+	"github.com/stepup-bridge/stepup-bridge/internal/devices"
+	"github.com/stepup-bridge/stepup-bridge/internal/notify"
 	"github.com/stepup-bridge/stepup-bridge/internal/pages"
 	"github.com/stepup-bridge/stepup-bridge/internal/stepup"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
@@ -53,6 +55,11 @@ type Options struct {
 	// (policies.Authorizer.ForwardAuth with PathPrefix "/v1/authz"); nil
 	// leaves it out.
 	Authz http.Handler
+	// Devices lists and revokes trusted devices (/v1/devices, admin);
+	// nil leaves those routes out.
+	Devices *devices.Service
+	// Notifier serves /v1/activity; nil leaves it out.
+	Notifier *notify.Notifier
 	// Pages tunes the hosted pages (return_to allow-list, ...); the server
 	// fills in the flows, factors, verifier and its own settings. Nil uses
 	// the defaults: no return_to allowed. The pages are served when StepUp,
@@ -75,6 +82,8 @@ type Server struct {
 	stepup   *stepup.Service
 	factors  *factors.Registry
 	authz    http.Handler
+	devices  *devices.Service
+	notifier *notify.Notifier
 	pages    *pages.Config
 	mux      *http.ServeMux
 	handler  http.Handler
@@ -99,6 +108,8 @@ func New(opts Options) (*Server, error) {
 		stepup:   opts.StepUp,
 		factors:  opts.Factors,
 		authz:    opts.Authz,
+		devices:  opts.Devices,
+		notifier: opts.Notifier,
 		pages:    opts.Pages,
 		mux:      http.NewServeMux(),
 	}
@@ -147,6 +158,7 @@ func (s *Server) routes() {
 	}
 	s.stepUpRoutes()
 	s.factorRoutes()
+	s.deviceRoutes()
 	s.hostedRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &apiError{Status: http.StatusNotFound, Code: "not_found",

@@ -109,6 +109,8 @@ func (s *Server) handleCreateChallenge(w http.ResponseWriter, r *http.Request) {
 type verifyJSON struct {
 	Code         string `json:"code"`
 	RefreshToken string `json:"refresh_token"`
+	// TrustDevice asks for a trusted-device credential (devices.enabled).
+	TrustDevice bool `json:"trust_device"`
 }
 
 type grantJSON struct {
@@ -116,6 +118,12 @@ type grantJSON struct {
 	AMR       []string       `json:"amr"`
 	ExpiresAt time.Time      `json:"expires_at"`
 	Tokens    *bridge.Tokens `json:"tokens,omitempty"`
+	// Device is the trusted-device credential asked for, shown once.
+	Device *deviceGrantJSON `json:"device,omitempty"`
+}
+
+func toGrantJSON(g stepup.Grant) grantJSON {
+	return grantJSON{ACR: g.ACR, AMR: g.AMR, ExpiresAt: g.ExpiresAt, Tokens: g.Tokens, Device: toDeviceGrant(g.Device)}
 }
 
 func (s *Server) handleVerifyChallenge(w http.ResponseWriter, r *http.Request) {
@@ -136,12 +144,13 @@ func (s *Server) handleVerifyChallenge(w http.ResponseWriter, r *http.Request) {
 	g, err := s.stepup.VerifyChallenge(r.Context(), stepup.VerifyRequest{
 		Request:     stepup.Request{AccessToken: raw, IP: ClientIP(r.Context())},
 		ChallengeID: r.PathValue("id"), Code: body.Code, RefreshToken: body.RefreshToken,
+		TrustDevice: body.TrustDevice, UserAgent: r.UserAgent(),
 	})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, grantJSON{ACR: g.ACR, AMR: g.AMR, ExpiresAt: g.ExpiresAt, Tokens: g.Tokens})
+	writeJSON(w, http.StatusOK, toGrantJSON(g))
 }
 
 // checkCode refuses codes no factor could accept before any work is done.
@@ -158,6 +167,9 @@ func checkCode(code string) error {
 type loginJSON struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
+	// DeviceToken is a trusted-device credential from an earlier MFA or
+	// step-up answer; it may replace the second factor, never the password.
+	DeviceToken string `json:"device_token"`
 }
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
@@ -170,11 +182,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errBadRequest("username and password are required"))
 		return
 	}
-	if len(body.Username) > 255 || len(body.Password) > 1024 {
-		s.writeError(w, r, errBadRequest("username or password is too long"))
+	if len(body.Username) > 255 || len(body.Password) > 1024 || len(body.DeviceToken) > 256 {
+		s.writeError(w, r, errBadRequest("username, password or device_token is too long"))
 		return
 	}
-	res, err := s.stepup.Login(r.Context(), stepup.LoginRequest{Username: body.Username, Password: body.Password, IP: ClientIP(r.Context())})
+	res, err := s.stepup.Login(r.Context(), stepup.LoginRequest{Username: body.Username, Password: body.Password,
+		IP: ClientIP(r.Context()), UserAgent: r.UserAgent(), DeviceToken: body.DeviceToken})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -205,6 +218,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if res.EnrolmentRequired {
 		out["enrolment_required"] = true
 	}
+	if res.TrustedDevice != nil {
+		// The second factor was skipped: say so, and what the entry is.
+		out["trusted_device"] = map[string]any{"device_id": res.TrustedDevice.ID, "label": res.TrustedDevice.Label,
+			"expires_at": res.TrustedDevice.ExpiresAt.UTC()}
+		out["acr"], out["amr"] = res.Grant.ACR, res.Grant.AMR
+	}
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -212,6 +231,8 @@ type loginMFAJSON struct {
 	MFAToken string `json:"mfa_token"`
 	Factor   string `json:"factor"`
 	Code     string `json:"code"`
+	// TrustDevice asks for a trusted-device credential (devices.enabled).
+	TrustDevice bool `json:"trust_device"`
 }
 
 func (s *Server) handleLoginMFA(w http.ResponseWriter, r *http.Request) {
@@ -228,12 +249,13 @@ func (s *Server) handleLoginMFA(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	g, err := s.stepup.LoginMFA(r.Context(), stepup.MFARequest{MFAToken: body.MFAToken, Factor: body.Factor, Code: body.Code, IP: ClientIP(r.Context())})
+	g, err := s.stepup.LoginMFA(r.Context(), stepup.MFARequest{MFAToken: body.MFAToken, Factor: body.Factor, Code: body.Code,
+		IP: ClientIP(r.Context()), TrustDevice: body.TrustDevice, UserAgent: r.UserAgent()})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, grantJSON{ACR: g.ACR, AMR: g.AMR, ExpiresAt: g.ExpiresAt, Tokens: g.Tokens})
+	writeJSON(w, http.StatusOK, toGrantJSON(g))
 }
 
 type loginChallengeJSON struct {
