@@ -16,7 +16,9 @@ import (
 	"github.com/stepup-bridge/stepup-bridge/config"
 	"github.com/stepup-bridge/stepup-bridge/factors"
 	"github.com/stepup-bridge/stepup-bridge/factors/builtin"
+	"github.com/stepup-bridge/stepup-bridge/internal/devices"
 	"github.com/stepup-bridge/stepup-bridge/internal/keyring"
+	"github.com/stepup-bridge/stepup-bridge/internal/notify"
 	"github.com/stepup-bridge/stepup-bridge/internal/server"
 	"github.com/stepup-bridge/stepup-bridge/internal/stepup"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
@@ -33,6 +35,8 @@ type Runtime struct {
 	bridge  *bridge.Bridge
 	stepup  *stepup.Service
 	factors *factors.Registry
+	devices *devices.Service
+	notify  *notify.Notifier
 	server  *server.Server
 	source  *policies.FileSource
 	closers []func() error
@@ -46,6 +50,14 @@ func (rt *Runtime) Store() store.Store { return rt.store }
 
 // Factors is the runtime's factor registry (tests enrol through it).
 func (rt *Runtime) Factors() *factors.Registry { return rt.factors }
+
+// Notifier is the runtime's notifier (tests read the security activity
+// and deliver through it).
+func (rt *Runtime) Notifier() *notify.Notifier { return rt.notify }
+
+// Devices is the runtime's trusted-device service; nil when
+// devices.enabled is off.
+func (rt *Runtime) Devices() *devices.Service { return rt.devices }
 
 // Close releases everything New opened.
 func (r *Runtime) Close() error {
@@ -92,7 +104,25 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (rt *Runtime,
 	}
 	checkDrift(ctx, br, cfg, log)
 
-	registry, err := builtin.NewRegistry(cfg, builtin.Deps{Store: st, Registerer: reg, Logger: log})
+	notifier, err := newNotifier(cfg, st, br, func() *factors.Registry { return rt.factors }, log)
+	if err != nil {
+		return nil, err
+	}
+	rt.notify = notifier
+	devs, err := newDevices(cfg, st, log)
+	if err != nil {
+		return nil, err
+	}
+	rt.devices = devs
+	// Everything that writes the audit trail goes through the hooks.
+	hooked := auditHooks{Store: st, hooks: []func(context.Context, store.AuditEvent){notifier.FromAudit}}
+	var flowDevices stepup.Devices
+	if devs != nil {
+		hooked.hooks = append(hooked.hooks, devs.FromAudit)
+		flowDevices = devs
+	}
+
+	registry, err := builtin.NewRegistry(cfg, builtin.Deps{Store: hooked, Registerer: reg, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +137,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (rt *Runtime,
 		graceUntil = start.Add(cfg.Login.Require.GracePeriod)
 	}
 	svc, err := stepup.New(stepup.Config{
-		Keycloak: br, Verifier: br.Verifier(), Factors: registry, Store: st, Keyring: kr,
+		Keycloak: br, Verifier: br.Verifier(), Factors: registry, Store: hooked, Keyring: kr,
+		Devices: flowDevices, SignIns: notifier,
 		Level: cfg.StepUp.Level, ChallengeTTL: cfg.StepUp.ChallengeTTL, MaxAttempts: cfg.StepUp.MaxAttempts,
 		EntryTTL: cfg.Claims.EntryTTL, LoginTTL: cfg.Login.MFATokenTTL, LoginAttempts: cfg.Login.MaxAttempts,
 		Require: stepup.LoginRequire{Mode: cfg.Login.Require.Mode, Roles: cfg.Login.Require.Roles,
@@ -147,6 +178,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (rt *Runtime,
 		Verifier: br.Verifier(),
 		StepUp:   svc,
 		Factors:  registry,
+		Devices:  devs,
+		Notifier: notifier,
 		Authz:    authz.ForwardAuth(policies.ForwardAuthOptions{PathPrefix: "/v1/authz"}),
 		Checks:   []server.Check{{Name: "keycloak", Check: br.Ping}},
 	})
@@ -177,6 +210,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		}()
 	}
 	go rt.sweep(ctx, 30*time.Second)
+	go rt.notify.Run(ctx)
 	return rt.server.Serve(ctx)
 }
 
@@ -198,6 +232,16 @@ func (rt *Runtime) sweep(ctx context.Context, every time.Duration) {
 				if _, err := rt.store.PruneAudit(ctx, time.Now().Add(-ret)); err != nil {
 					rt.log.Warn("pruning the audit trail", "err", err)
 				}
+			}
+			if ret := rt.cfg.Notifications.Retention; ret > 0 {
+				if _, err := rt.store.PruneNotifications(ctx, time.Now().Add(-ret)); err != nil {
+					rt.log.Warn("pruning the security activity", "err", err)
+				}
+			}
+			// Expired and revoked devices are kept a while for the admins'
+			// eyes (the audit trail keeps them for good).
+			if _, err := rt.store.DeleteExpiredDevices(ctx, time.Now().Add(-30*24*time.Hour)); err != nil {
+				rt.log.Warn("deleting expired devices", "err", err)
 			}
 		}
 	}

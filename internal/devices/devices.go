@@ -383,3 +383,36 @@ func (s *Service) audit(ctx context.Context, typ, userID string, d store.Device,
 		s.log.ErrorContext(ctx, "devices: audit append failed", "type", typ, "err", err)
 	}
 }
+
+// FromAudit revokes every trusted device of the user an appended audit
+// event shows a factor change of: a factor enrolled active or confirmed
+// (factor.enrol with pending=false, factor.confirm), changed
+// (factor.change) or removed (factor.reset, admin.reset), all successful.
+// Whoever made the change (the user on the API or the hosted pages, an
+// admin), a device trusted under the old factors must pass a factor again.
+// Wire it after the audit append (a store decorator), so every path that
+// changes factors through the Registry is covered. Failures are logged:
+// the change itself has happened.
+func (s *Service) FromAudit(ctx context.Context, e store.AuditEvent) {
+	if e.UserID == "" || e.Outcome != "success" {
+		return
+	}
+	by := RevokedByFactorChange
+	switch e.Type {
+	case "factor.enrol":
+		if e.Details["pending"] != "false" {
+			return
+		}
+	case "factor.confirm", "factor.change", "factor.reset":
+	case "admin.reset":
+		by = RevokedByAdmin
+	default:
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	meta := Meta{Actor: e.Actor, SessionID: e.SessionID, IP: e.IP}
+	if _, err := s.RevokeAll(ctx, e.UserID, by, meta); err != nil {
+		s.log.ErrorContext(ctx, "devices: revoking after a factor change", "type", e.Type, "err", err)
+	}
+}

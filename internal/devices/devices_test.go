@@ -205,3 +205,56 @@ func TestLabel(t *testing.T) {
 		})
 	}
 }
+
+// TestFactorChangesRevoke: every audited factor change of the user revokes
+// their devices; other events and other users do not.
+func TestFactorChangesRevoke(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		event  store.AuditEvent
+		revoke bool
+	}{
+		{store.AuditEvent{Type: "factor.enrol", Outcome: "success", Details: map[string]string{"pending": "false"}}, true},
+		{store.AuditEvent{Type: "factor.enrol", Outcome: "success", Details: map[string]string{"pending": "true"}}, false},
+		{store.AuditEvent{Type: "factor.confirm", Outcome: "success"}, true},
+		{store.AuditEvent{Type: "factor.confirm", Outcome: "failure"}, false},
+		{store.AuditEvent{Type: "factor.change", Outcome: "success"}, true},
+		{store.AuditEvent{Type: "factor.reset", Outcome: "success"}, true},
+		{store.AuditEvent{Type: "admin.reset", Outcome: "success", Actor: "admin-1"}, true},
+		{store.AuditEvent{Type: "stepup.success", Outcome: "success"}, false},
+		{store.AuditEvent{Type: "lockout", Outcome: "locked"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.event.Type+"/"+tt.event.Outcome+"/"+tt.event.Details["pending"], func(t *testing.T) {
+			f := newFixture(t, nil)
+			iss, err := f.svc.Trust(ctx, "alice", firefoxLinux, devices.Meta{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			bob, err := f.svc.Trust(ctx, "bob", firefoxLinux, devices.Meta{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := tt.event
+			e.UserID = "alice"
+			f.svc.FromAudit(ctx, e)
+			_, err = f.svc.Check(ctx, "alice", iss.Token, firefoxLinux, devices.Meta{})
+			if revoked := errors.Is(err, devices.ErrUntrusted); revoked != tt.revoke {
+				t.Fatalf("revoked = %v (%v), want %v", revoked, err, tt.revoke)
+			}
+			if _, err := f.svc.Check(ctx, "bob", bob.Token, firefoxLinux, devices.Meta{}); err != nil {
+				t.Fatalf("bob's device was touched: %v", err)
+			}
+			if tt.revoke {
+				d, _ := f.store.GetDevice(ctx, iss.Device.ID)
+				want := devices.RevokedByFactorChange
+				if e.Type == "admin.reset" {
+					want = devices.RevokedByAdmin
+				}
+				if d.RevokedBy != want {
+					t.Fatalf("RevokedBy = %q, want %q", d.RevokedBy, want)
+				}
+			}
+		})
+	}
+}

@@ -30,21 +30,6 @@ func (a Audit) AppendAudit(ctx context.Context, e store.AuditEvent) (store.Audit
 	return out, err
 }
 
-// WrapStore returns st with AppendAudit decorated as Audit does, for
-// wiring the factor Registry and the flows.
-func WrapStore(st store.Store, n *Notifier) store.Store {
-	return wrapped{Store: st, a: Audit{Audit: st, N: n}}
-}
-
-type wrapped struct {
-	store.Store
-	a Audit
-}
-
-func (w wrapped) AppendAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error) {
-	return w.a.AppendAudit(ctx, e)
-}
-
 // FromAudit records the notification an appended audit event implies, if
 // any. e must carry the Seq the store gave it: "audit:<seq>" is the key.
 func (n *Notifier) FromAudit(ctx context.Context, e store.AuditEvent) {

@@ -3,7 +3,7 @@
 //
 // Events come from two places:
 //
-//   - the audit trail: Audit (or WrapStore) decorates store.Audit, so every
+//   - the audit trail: Audit decorates (or FromAudit is called with) store.Audit, so every
 //     event the factor Registry writes is classified as it is appended:
 //     factor.enrol / factor.confirm -> factor_added (backup_codes_regenerated
 //     when a set replaced another), factor.change -> factor_changed,
