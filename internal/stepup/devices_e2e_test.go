@@ -312,6 +312,10 @@ func TestTrustedDevices(t *testing.T) {
 		g = loginMFA(t, env, uaFirefox, fresh[0], true)
 		tok4, _ := deviceToken(t, g)
 		admin := env.PasswordTokens(t, "carol", "carol")
+		resp, body = doUA(t, env, "GET", "/v1/admin/users/"+alice+"/devices", admin.AccessToken, uaFirefox, nil)
+		if list, _ := body["devices"].([]any); resp.StatusCode != 200 || len(list) != 1 || strings.Contains(jsonString(body), tok4) {
+			t.Fatalf("admin list = %d %v", resp.StatusCode, body)
+		}
 		resp, body = doUA(t, env, "DELETE", "/v1/admin/users/"+alice+"/devices", admin.AccessToken, uaFirefox, nil)
 		if resp.StatusCode != 200 || body["revoked"] != float64(1) {
 			t.Fatalf("admin revoke = %d %v", resp.StatusCode, body)
@@ -491,5 +495,31 @@ func TestSecurityNotifications(t *testing.T) {
 	wantEvents := []string{"factor_added", "factor_added", "backup_codes_regenerated", "backup_codes_low", "factor_changed", "lockout", "factor_removed"}
 	if !slices.Equal(events, wantEvents) {
 		t.Fatalf("activity = %v, want %v", events, wantEvents)
+	}
+}
+
+// TestTrustDeviceNeedsDevicesEnabled: asking to trust a device while
+// trusted devices are off is refused before the code is spent, and a
+// device token sent to login changes nothing.
+func TestTrustDeviceNeedsDevicesEnabled(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	alice := subject(t, env.PasswordTokens(t, "alice", "alice").AccessToken)
+	codes := enrolBackupCodes(t, env, alice)
+	resp, m := doUA(t, env, "POST", "/v1/login", "", uaFirefox, map[string]string{"username": "alice", "password": "alice",
+		"device_token": "sbd1.AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})
+	if resp.StatusCode != 401 || m["error"] != "mfa_required" {
+		t.Fatalf("login with a device token, devices off = %d %v", resp.StatusCode, m)
+	}
+	mfa := m["mfa_token"]
+	resp, g := doUA(t, env, "POST", "/v1/login/mfa", "", uaFirefox, map[string]any{"mfa_token": mfa, "factor": "backup_code", "code": codes[0], "trust_device": true})
+	if resp.StatusCode != 400 || !strings.Contains(jsonString(g), "trusted devices are not enabled") {
+		t.Fatalf("trust_device with devices off = %d %v", resp.StatusCode, g)
+	}
+	resp, g = doUA(t, env, "POST", "/v1/login/mfa", "", uaFirefox, map[string]any{"mfa_token": mfa, "factor": "backup_code", "code": codes[0]})
+	if resp.StatusCode != 200 || g["device"] != nil {
+		t.Fatalf("the same code afterwards = %d %v", resp.StatusCode, g)
+	}
+	if resp, _ := doUA(t, env, "GET", "/v1/devices", g["tokens"].(map[string]any)["access_token"].(string), uaFirefox, nil); resp.StatusCode != 404 {
+		t.Fatalf("GET /v1/devices with devices off = %d", resp.StatusCode)
 	}
 }
