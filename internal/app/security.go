@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/stepup-bridge/stepup-bridge/bridge"
 	"github.com/stepup-bridge/stepup-bridge/config"
 	"github.com/stepup-bridge/stepup-bridge/factors"
@@ -39,12 +41,12 @@ func (h auditHooks) AppendAudit(ctx context.Context, e store.AuditEvent) (store.
 // newNotifier builds the notifier from notifications.*: with
 // notifications off it still records the security activity list.
 // backupCodes is read lazily: the Registry is built after the notifier.
-func newNotifier(cfg config.Config, st store.Store, br *bridge.Bridge, backupCodes func() *factors.Registry, log *slog.Logger) (*notify.Notifier, error) {
+func newNotifier(cfg config.Config, st store.Store, br *bridge.Bridge, backupCodes func() *factors.Registry, reg prometheus.Registerer, log *slog.Logger) (*notify.Notifier, error) {
 	nc := cfg.Notifications
 	ncfg := notify.Config{
 		Store: st, Audit: st, Events: nc.Events, Subject: nc.Subject, Templates: nc.Templates,
 		Issuer: cfg.Factors.TOTP.Issuer, MaxAttempts: nc.MaxAttempts, LowWatermark: cfg.Factors.BackupCodes.LowWatermark,
-		Logger: log,
+		Logger: log, Registerer: reg,
 		BackupCodesRemaining: func(ctx context.Context, userID string) (int, error) {
 			reg := backupCodes()
 			if reg == nil {
@@ -81,7 +83,7 @@ func newNotifier(cfg config.Config, st store.Store, br *bridge.Bridge, backupCod
 
 // newDevices builds the trusted-device service, or nil when
 // devices.enabled is off.
-func newDevices(cfg config.Config, st store.Store, log *slog.Logger) (*devices.Service, error) {
+func newDevices(cfg config.Config, st store.Store, reg prometheus.Registerer, log *slog.Logger) (*devices.Service, error) {
 	if !cfg.Devices.Enabled {
 		return nil, nil
 	}
@@ -90,5 +92,5 @@ func newDevices(cfg config.Config, st store.Store, log *slog.Logger) (*devices.S
 		return nil, err
 	}
 	return devices.New(devices.Config{Store: st, Audit: st, Key: devices.KeyFromPepper(pepper),
-		TTL: cfg.Devices.TTL, MaxPerUser: cfg.Devices.MaxPerUser, Logger: log})
+		TTL: cfg.Devices.TTL, MaxPerUser: cfg.Devices.MaxPerUser, Registerer: reg, Logger: log})
 }

@@ -104,12 +104,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (rt *Runtime,
 	}
 	checkDrift(ctx, br, cfg, log)
 
-	notifier, err := newNotifier(cfg, st, br, func() *factors.Registry { return rt.factors }, log)
+	notifier, err := newNotifier(cfg, st, br, func() *factors.Registry { return rt.factors }, reg, log)
 	if err != nil {
 		return nil, err
 	}
 	rt.notify = notifier
-	devs, err := newDevices(cfg, st, log)
+	devs, err := newDevices(cfg, st, reg, log)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
 )
 
@@ -62,6 +64,8 @@ type Config struct {
 	// MaxPerUser bounds a user's trusted devices: trusting one more revokes
 	// the oldest. Defaults to DefaultMaxPerUser.
 	MaxPerUser int
+	// Registerer receives the metrics; nil registers nothing.
+	Registerer prometheus.Registerer
 	// Now and Rand default to time.Now and crypto/rand.
 	Now    func() time.Time
 	Rand   io.Reader
@@ -73,6 +77,7 @@ type Config struct {
 type Service struct {
 	cfg Config
 	log *slog.Logger
+	m   *metrics
 }
 
 // KeyFromPepper derives the token HMAC key from the server pepper, so no
@@ -107,7 +112,11 @@ func New(cfg Config) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, log: log}, nil
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, log: log, m: m}, nil
 }
 
 // TTL is how long a newly trusted device stays trusted.
@@ -163,8 +172,10 @@ func (s *Service) Trust(ctx context.Context, userID, userAgent string, meta Meta
 	d := store.Device{ID: id, UserID: userID, Label: Label(userAgent), Hash: s.mac(id, userID, sec),
 		IP: meta.IP, CreatedAt: now, ExpiresAt: now.Add(s.cfg.TTL)}
 	if err := s.cfg.Store.CreateDevice(ctx, d); err != nil {
+		s.m.ops.WithLabelValues("trust", "error").Inc()
 		return Issued{}, fmt.Errorf("devices: storing device: %w", err)
 	}
+	s.m.ops.WithLabelValues("trust", "success").Inc()
 	s.audit(ctx, AuditTrusted, userID, d, meta, "success", map[string]string{"expires_at": d.ExpiresAt.UTC().Format(time.RFC3339)})
 	s.enforceLimit(ctx, userID, meta)
 	return Issued{Token: tokenPrefix + "." + id + "." + sec, Device: public(d)}, nil
@@ -192,6 +203,19 @@ func (s *Service) enforceLimit(ctx context.Context, userID string, meta Meta) {
 // ErrUntrusted; other errors mean the store failed, and the caller must
 // then ask for the factor.
 func (s *Service) Check(ctx context.Context, userID, token, userAgent string, meta Meta) (Device, error) {
+	d, err := s.check(ctx, userID, token, userAgent, meta)
+	switch {
+	case err == nil:
+		s.m.ops.WithLabelValues("check", "success").Inc()
+	case errors.Is(err, ErrUntrusted):
+		s.m.ops.WithLabelValues("check", "refused").Inc()
+	default:
+		s.m.ops.WithLabelValues("check", "error").Inc()
+	}
+	return d, err
+}
+
+func (s *Service) check(ctx context.Context, userID, token, userAgent string, meta Meta) (Device, error) {
 	id, sec, ok := parseToken(token)
 	if !ok || userID == "" {
 		return Device{}, ErrUntrusted
@@ -308,8 +332,10 @@ func (s *Service) revoke(ctx context.Context, id, by string, meta Meta) error {
 		return ErrNotFound
 	}
 	if err != nil {
+		s.m.ops.WithLabelValues("revoke", "error").Inc()
 		return fmt.Errorf("devices: revoking device: %w", err)
 	}
+	s.m.ops.WithLabelValues("revoke", "success").Inc()
 	s.audit(ctx, AuditRevoked, d.UserID, d, meta, "success", map[string]string{"by": by})
 	return nil
 }
@@ -319,8 +345,10 @@ func (s *Service) revoke(ctx context.Context, id, by string, meta Meta) error {
 func (s *Service) RevokeAll(ctx context.Context, userID, by string, meta Meta) (int, error) {
 	ids, err := s.cfg.Store.RevokeDevices(ctx, userID, by, s.cfg.Now())
 	if err != nil {
+		s.m.ops.WithLabelValues("revoke", "error").Inc()
 		return 0, fmt.Errorf("devices: revoking devices of %s: %w", userID, err)
 	}
+	s.m.ops.WithLabelValues("revoke", "success").Add(float64(len(ids)))
 	for _, id := range ids {
 		s.audit(ctx, AuditRevoked, userID, store.Device{ID: id}, meta, "success", map[string]string{"by": by})
 	}

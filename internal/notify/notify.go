@@ -13,6 +13,8 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/stepup-bridge/stepup-bridge/factors/delivery"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
 )
@@ -113,6 +115,8 @@ type Config struct {
 	// set: when a use brings the count to it). Nil leaves the event out.
 	BackupCodesRemaining func(ctx context.Context, userID string) (int, error)
 	LowWatermark         int
+	// Registerer receives the metrics; nil registers nothing.
+	Registerer prometheus.Registerer
 	// Poll is how often Run looks for due deliveries besides being woken.
 	// Defaults to 5 seconds.
 	Poll   time.Duration
@@ -128,6 +132,7 @@ type Notifier struct {
 	subject   *template.Template
 	templates map[string]*template.Template
 	wake      chan struct{}
+	m         *metrics
 }
 
 // New checks cfg and parses the templates.
@@ -166,8 +171,11 @@ func New(cfg Config) (*Notifier, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Notifier{cfg: cfg, log: log, templates: map[string]*template.Template{}, wake: make(chan struct{}, 1)}
-	var err error
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	n := &Notifier{cfg: cfg, log: log, templates: map[string]*template.Template{}, wake: make(chan struct{}, 1), m: m}
 	if n.subject, err = template.New("subject").Option("missingkey=error").Parse(cfg.Subject); err != nil {
 		return nil, fmt.Errorf("notify: subject: %w", err)
 	}
@@ -224,6 +232,7 @@ func (n *Notifier) Record(ctx context.Context, e Event) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("notify: recording %s for %s: %w", e.Name, e.UserID, err)
 	}
+	n.m.recorded.WithLabelValues(e.Name, strconv.FormatBool(status == store.NotificationPending)).Inc()
 	if status == store.NotificationPending {
 		select {
 		case n.wake <- struct{}{}:
@@ -294,11 +303,15 @@ func (n *Notifier) Deliver(ctx context.Context) (int, error) {
 			return sent, fmt.Errorf("notify: claiming %s: %w", cand.ID, err)
 		}
 		serr := n.send(ctx, c)
-		if _, err := n.cfg.Store.UpdateNotification(context.WithoutCancel(ctx), c.ID, func(cur store.Notification) (store.Notification, error) {
+		settled, err := n.cfg.Store.UpdateNotification(context.WithoutCancel(ctx), c.ID, func(cur store.Notification) (store.Notification, error) {
 			return n.settle(cur, serr), nil
-		}); err != nil {
+		})
+		if err != nil {
 			return sent, fmt.Errorf("notify: recording delivery of %s: %w", c.ID, err)
 		}
+		outcome := map[string]string{store.NotificationSent: "sent", store.NotificationPending: "retry",
+			store.NotificationFailed: "failed", store.NotificationSkipped: "no_recipient"}[settled.Status]
+		n.m.deliveries.WithLabelValues(c.Event, outcome).Inc()
 		if serr == nil {
 			sent++
 		}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/stepup-bridge/stepup-bridge/factors"
 	"github.com/stepup-bridge/stepup-bridge/factors/delivery"
 	"github.com/stepup-bridge/stepup-bridge/internal/notify"
@@ -147,7 +149,8 @@ func TestClassifyAuditEvents(t *testing.T) {
 
 func TestDeliveredExactlyOnce(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, nil)
+	reg := prometheus.NewRegistry()
+	f := newFixture(t, func(c *notify.Config) { c.Registerer = reg })
 	for range 2 {
 		if err := f.n.NewSignIn(ctx, "alice", "Firefox on Linux", "192.0.2.1"); err != nil {
 			t.Fatal(err)
@@ -189,6 +192,22 @@ func TestDeliveredExactlyOnce(t *testing.T) {
 	act, _ := f.n.Activity(ctx, "alice", 0)
 	if len(act) != 2 || act[0].Notified != "sent" || act[0].Details["ip"] != "198.51.100.7" {
 		t.Fatalf("activity = %+v", act)
+	}
+	// The second replica registers no metrics; the first counted what it sent.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == "stepup_notification_events_total" {
+			for _, m := range mf.GetMetric() {
+				recorded += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if recorded != 2 {
+		t.Fatalf("events recorded per the metrics = %v, want 2 (duplicates not counted)", recorded)
 	}
 }
 
