@@ -76,6 +76,9 @@ type RegistryConfig struct {
 	// Logger reports audit writes that failed on an already failing
 	// attempt. Defaults to discarding.
 	Logger *slog.Logger
+	// RecordTimeout bounds the retries of the audit record of a success
+	// (the code is spent by then). Defaults to 10 seconds.
+	RecordTimeout time.Duration
 }
 
 // Registry maps factor names to the enabled factors and is the single
@@ -109,6 +112,9 @@ func NewRegistry(cfg RegistryConfig, available ...Factor) (*Registry, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RecordTimeout <= 0 {
+		cfg.RecordTimeout = 10 * time.Second
 	}
 	avail := make(map[string]Factor, len(available))
 	for _, f := range available {
@@ -469,11 +475,14 @@ func (r *Registry) guard(ctx context.Context, factor, userID string, meta Meta, 
 	}
 
 	if cerr == nil {
-		if err := r.record(ctx, okType, factor, userID, meta, OutcomeSuccess, map[string]string{
-			"credential_id": res.CredentialID, "level": res.Level,
+		// Non-repudiation: a step-up that is not on record does not
+		// happen. The factor has already spent the code, so a passing
+		// store outage is ridden out rather than losing it.
+		if err := store.Retry(ctx, r.cfg.RecordTimeout, nil, func(ctx context.Context) error {
+			return r.record(ctx, okType, factor, userID, meta, OutcomeSuccess, map[string]string{
+				"credential_id": res.CredentialID, "level": res.Level,
+			})
 		}); err != nil {
-			// Non-repudiation: a step-up that is not on record does not
-			// happen.
 			return Result{}, err
 		}
 		return res, nil

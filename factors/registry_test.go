@@ -344,7 +344,7 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 	fx := newFixture(t, 100, succeed, succeed)
 	audit := &brokenAudit{Audit: fx.mem}
 	reg, err := factors.NewRegistry(factors.RegistryConfig{
-		Enabled: []string{"a"}, Counters: fx.mem, Audit: audit, Now: fx.clock.Now,
+		Enabled: []string{"a"}, Counters: fx.mem, Audit: audit, Now: fx.clock.Now, RecordTimeout: 200 * time.Millisecond,
 	}, fx.a)
 	if err != nil {
 		t.Fatal(err)
@@ -352,16 +352,38 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 	if _, err := reg.Verify(ctx, "a", "alice", "x", factors.Meta{}); err == nil {
 		t.Fatal("success granted although the audit write failed")
 	}
+	if n := audit.calls.Load(); n < 2 {
+		t.Fatalf("the audit record of a success was tried %d times; a passing outage must be ridden out", n)
+	}
+	// A passing failure is ridden out: the success stands, on record.
+	flaky := &brokenAudit{Audit: fx.mem, failures: 2}
+	reg, err = factors.NewRegistry(factors.RegistryConfig{
+		Enabled: []string{"a"}, Counters: fx.mem, Audit: flaky, Now: fx.clock.Now, RecordTimeout: 5 * time.Second,
+	}, fx.a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Verify(ctx, "a", "alice", "x", factors.Meta{}); err != nil {
+		t.Fatalf("success lost to a passing audit failure: %v", err)
+	}
 	fx.mem.SetDown(true)
 	if _, err := fx.reg.Verify(ctx, "a", "alice", "x", factors.Meta{}); err == nil || errors.Is(err, factors.ErrInvalidCode) {
 		t.Fatalf("store down: %v, want a machinery error", err)
 	}
 }
 
-type brokenAudit struct{ store.Audit }
+// brokenAudit fails appends: all of them, or the first failures ones.
+type brokenAudit struct {
+	store.Audit
+	failures int64
+	calls    atomic.Int64
+}
 
-func (brokenAudit) AppendAudit(context.Context, store.AuditEvent) (store.AuditEvent, error) {
-	return store.AuditEvent{}, errors.New("disk full")
+func (b *brokenAudit) AppendAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error) {
+	if n := b.calls.Add(1); b.failures == 0 || n <= b.failures {
+		return store.AuditEvent{}, errors.New("disk full")
+	}
+	return b.Audit.AppendAudit(ctx, e)
 }
 
 func TestCapabilities(t *testing.T) {

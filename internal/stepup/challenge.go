@@ -78,13 +78,17 @@ type challengeData struct {
 	IP     string `json:"ip,omitempty"`
 	// Device is the label of the device a pending login came from.
 	Device string `json:"device,omitempty"`
-	// Verified is set once the factor succeeded; Completed once the entry
-	// is in Keycloak.
+	// Verified is set once the factor succeeded; Audited once the grant
+	// is in the audit trail; Completed once the entry is in Keycloak.
 	Verified  *token.StepUpEntry `json:"verified,omitempty"`
+	Audited   bool               `json:"audited,omitempty"`
 	Completed bool               `json:"completed,omitempty"`
 	// Tokens are the pending login's Keycloak tokens, encrypted.
 	Tokens []byte `json:"tokens,omitempty"`
 }
+
+// errCorrupt: a challenge row that does not decode; never retried.
+var errCorrupt = errors.New("stepup: corrupt challenge data")
 
 func decodeData(c store.Challenge) (challengeData, error) {
 	var d challengeData
@@ -92,7 +96,7 @@ func decodeData(c store.Challenge) (challengeData, error) {
 		return d, nil
 	}
 	if err := json.Unmarshal(c.Data, &d); err != nil {
-		return d, fmt.Errorf("stepup: corrupt challenge data: %w", err)
+		return d, fmt.Errorf("%w: %w", errCorrupt, err)
 	}
 	return d, nil
 }
@@ -247,27 +251,25 @@ func (s *Service) VerifyChallenge(ctx context.Context, req VerifyRequest) (Grant
 		return Grant{}, store.ErrConsumed
 	}
 	if data.Verified == nil {
-		entry, err := s.verifyFactor(ctx, c, data, req.Code, claims, req.IP)
+		entry, err := s.verifyFactor(ctx, c, req.Code, claims, req.IP)
 		if err != nil {
 			return Grant{}, err
 		}
 		data.Verified = &entry
 	}
-	// The factor is proven (now or by an earlier call whose write-back
-	// failed): finish the write-back.
+	// The factor is proven, now or by an earlier call of this session that
+	// failed later on (its retry needs no code: the proof is on the
+	// challenge). Record the grant, then write the claim.
 	entry := *data.Verified
+	if !data.Audited {
+		if err := s.recordGrant(ctx, c, data, entry, AuditStepUpGranted, req.IP); err != nil {
+			return Grant{}, err
+		}
+	}
 	if err := s.cfg.Keycloak.WriteStepUp(ctx, c.UserID, entry); err != nil {
 		return Grant{}, fmt.Errorf("stepup: writing the step-up claim: %w", err)
 	}
-	if _, err := s.cfg.Store.UpdateChallenge(ctx, id, func(cur store.Challenge) (store.Challenge, error) {
-		d, err := decodeData(cur)
-		if err != nil {
-			return cur, err
-		}
-		d.Completed = true
-		cur.Data = d.encode()
-		return cur, nil
-	}); err != nil {
+	if err := s.markChallenge(ctx, id, func(d *challengeData) { d.Completed = true }); err != nil {
 		// The entry is in Keycloak; a retry would only rewrite it.
 		s.log.WarnContext(ctx, "marking challenge completed", "err", err)
 	}
@@ -291,10 +293,14 @@ func (s *Service) VerifyChallenge(ctx context.Context, req VerifyRequest) (Grant
 }
 
 // verifyFactor counts the attempt, checks the code and consumes the
-// challenge; it returns the entry to write.
-func (s *Service) verifyFactor(ctx context.Context, c store.Challenge, data challengeData, code string, claims *token.Claims, ip string) (token.StepUpEntry, error) {
+// challenge, recording the proof on it; it returns the entry to write.
+func (s *Service) verifyFactor(ctx context.Context, c store.Challenge, code string, claims *token.Claims, ip string) (token.StepUpEntry, error) {
 	now := s.cfg.Now()
 	attempted, err := store.AttemptChallenge(ctx, s.cfg.Store, c.ID, now)
+	if err != nil {
+		return token.StepUpEntry{}, err
+	}
+	data, err := decodeData(attempted)
 	if err != nil {
 		return token.StepUpEntry{}, err
 	}
@@ -317,37 +323,96 @@ func (s *Service) verifyFactor(ctx context.Context, c store.Challenge, data chal
 	}
 	entry := token.StepUpEntry{SID: c.SessionID, ACR: level, AMR: []string{res.Method},
 		IAT: verifiedAt.Unix(), EXP: verifiedAt.Add(s.cfg.EntryTTL).Unix()}
-	// Consume and record the proof in one step: of concurrent answers to
-	// this challenge exactly one gets here.
-	_, err = s.cfg.Store.UpdateChallenge(ctx, c.ID, func(cur store.Challenge) (store.Challenge, error) {
-		if !cur.ConsumedAt.IsZero() {
-			return cur, store.ErrConsumed
-		}
-		d, err := decodeData(cur)
-		if err != nil {
-			return cur, err
-		}
-		d.Verified = &entry
-		cur.ConsumedAt = now
-		cur.Data = d.encode()
-		return cur, nil
-	})
-	if err != nil {
+	if err := s.consume(ctx, c.ID, now, entry, ""); err != nil {
 		return token.StepUpEntry{}, err
 	}
+	return entry, nil
+}
+
+// consume records a proven factor on challenge id and consumes it: of
+// concurrent answers exactly one gets here. The factor has already spent
+// the code (a backup code is used, a TOTP step accepted), so this write
+// must not be lost to a passing store failure (a PostgreSQL restart, a
+// dropped connection): it is retried for a while. factor, if set, records
+// which factor a pending login was answered with.
+func (s *Service) consume(ctx context.Context, id string, now time.Time, entry token.StepUpEntry, factor string) error {
+	return s.persist(ctx, "recording the proof", func(ctx context.Context) error {
+		_, err := s.cfg.Store.UpdateChallenge(ctx, id, func(cur store.Challenge) (store.Challenge, error) {
+			if !cur.ConsumedAt.IsZero() {
+				return cur, store.ErrConsumed
+			}
+			d, err := decodeData(cur)
+			if err != nil {
+				return cur, err
+			}
+			d.Verified = &entry
+			cur.ConsumedAt = now
+			if factor != "" {
+				cur.Factor = factor
+			}
+			cur.Data = d.encode()
+			return cur, nil
+		})
+		return err
+	})
+}
+
+// recordGrant appends the grant to the audit trail and marks the challenge
+// audited. No grant without its record: if the append fails the caller
+// answers 503 and a retry appends again (a failure to mark the challenge
+// may, on a retry, record a grant twice, never zero times).
+func (s *Service) recordGrant(ctx context.Context, c store.Challenge, data challengeData, entry token.StepUpEntry, typ, ip string) error {
 	details := actionDetails(data.Action, map[string]string{
 		"acr": entry.ACR, "amr": strings.Join(entry.AMR, " "), "exp": strconv.FormatInt(entry.EXP, 10), "challenge": c.ID[:16]})
 	if data.MaxAge > 0 {
 		details["max_age"] = strconv.FormatInt(data.MaxAge, 10)
 	}
-	if _, err := s.cfg.Store.AppendAudit(ctx, store.AuditEvent{Time: now, Type: AuditStepUpGranted, Actor: c.UserID,
-		UserID: c.UserID, Factor: c.Factor, SessionID: c.SessionID, IP: ip, Outcome: "success", Details: details}); err != nil {
-		// No grant without its record: the challenge stays verified and a
-		// retry writes the record and the claim.
-		return token.StepUpEntry{}, fmt.Errorf("stepup: recording the step-up: %w", err)
+	factor := c.Factor
+	if len(entry.AMR) > 0 {
+		factor = entry.AMR[0]
 	}
-	return entry, nil
+	e := store.AuditEvent{Time: time.Unix(entry.IAT, 0).UTC(), Type: typ, Actor: c.UserID, UserID: c.UserID,
+		Factor: factor, SessionID: c.SessionID, IP: ip, Outcome: "success", Details: details}
+	if err := s.persist(ctx, "recording the grant", func(ctx context.Context) error {
+		_, err := s.cfg.Store.AppendAudit(ctx, e)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := s.markChallenge(ctx, c.ID, func(d *challengeData) { d.Audited = true }); err != nil {
+		s.log.WarnContext(ctx, "marking challenge audited", "err", err)
+	}
+	return nil
 }
+
+// markChallenge updates a challenge's data, retrying passing failures.
+func (s *Service) markChallenge(ctx context.Context, id string, fn func(*challengeData)) error {
+	return s.persist(ctx, "updating the challenge", func(ctx context.Context) error {
+		_, err := s.cfg.Store.UpdateChallenge(ctx, id, func(cur store.Challenge) (store.Challenge, error) {
+			d, err := decodeData(cur)
+			if err != nil {
+				return cur, err
+			}
+			fn(&d)
+			cur.Data = d.encode()
+			return cur, nil
+		})
+		return err
+	})
+}
+
+// persist runs a store write that records work already done (a spent
+// code, a granted step-up), riding out a passing store outage for up to
+// PersistTimeout (store.Retry).
+func (s *Service) persist(ctx context.Context, what string, fn func(context.Context) error) error {
+	if err := store.Retry(ctx, s.cfg.PersistTimeout, final, fn); err != nil {
+		return fmt.Errorf("stepup: %s: %w", what, err)
+	}
+	return nil
+}
+
+// final: a challenge row that does not decode will not decode on retry.
+func final(err error) bool { return errors.Is(err, errCorrupt) }
 
 // isWrongAnswer tells the user's mistakes from failures of the machinery.
 func isWrongAnswer(err error) bool {

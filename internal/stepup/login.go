@@ -301,6 +301,11 @@ func (s *Service) LoginMFA(ctx context.Context, req MFARequest) (Grant, error) {
 	if err != nil {
 		return Grant{}, err
 	}
+	if !data.Audited {
+		if err := s.recordGrant(ctx, c, data, entry, AuditLoginGranted, req.IP); err != nil {
+			return Grant{}, err
+		}
+	}
 	if err := s.cfg.Keycloak.WriteStepUp(ctx, c.UserID, entry); err != nil {
 		return Grant{}, fmt.Errorf("stepup: writing the step-up claim: %w", err)
 	}
@@ -309,23 +314,32 @@ func (s *Service) LoginMFA(ctx context.Context, req MFARequest) (Grant, error) {
 	if err != nil {
 		return Grant{}, fmt.Errorf("stepup: refreshing tokens after MFA: %w", err)
 	}
-	if _, err := s.cfg.Store.UpdateChallenge(ctx, c.ID, func(cur store.Challenge) (store.Challenge, error) {
-		d, err := decodeData(cur)
-		if err != nil {
-			return cur, err
+	var done bool
+	err = s.persist(ctx, "completing the login", func(ctx context.Context) error {
+		_, err := s.cfg.Store.UpdateChallenge(ctx, c.ID, func(cur store.Challenge) (store.Challenge, error) {
+			d, err := decodeData(cur)
+			if err != nil {
+				return cur, err
+			}
+			if d.Completed {
+				return cur, store.ErrConsumed
+			}
+			d.Completed = true
+			d.Tokens = nil // released: nothing sealed stays behind
+			cur.Data = d.encode()
+			done = true
+			return cur, nil
+		})
+		return err
+	})
+	if err != nil || !done {
+		// Another request released the tokens first: this one releases none.
+		s.logout(ctx, fresh.RefreshToken)
+		if err == nil {
+			err = store.ErrConsumed
 		}
-		if d.Completed {
-			return cur, store.ErrConsumed
-		}
-		d.Completed = true
-		d.Tokens = nil // released: nothing sealed stays behind
-		cur.Data = d.encode()
-		return cur, nil
-	}); err != nil {
 		return Grant{}, err
 	}
-	s.audit(ctx, store.AuditEvent{Type: AuditLoginGranted, Actor: c.UserID, UserID: c.UserID, Factor: entry.AMR[0],
-		SessionID: c.SessionID, IP: req.IP, Outcome: "success", Details: map[string]string{"acr": entry.ACR}})
 	label := data.Device
 	if label == "" {
 		label = req.UserAgent
@@ -376,21 +390,7 @@ func (s *Service) verifyLoginFactor(ctx context.Context, c store.Challenge, data
 	if entry.ACR == "" {
 		entry.ACR = s.cfg.Level
 	}
-	_, err = s.cfg.Store.UpdateChallenge(ctx, c.ID, func(cur store.Challenge) (store.Challenge, error) {
-		if !cur.ConsumedAt.IsZero() {
-			return cur, store.ErrConsumed
-		}
-		d, err := decodeData(cur)
-		if err != nil {
-			return cur, err
-		}
-		d.Verified = &entry
-		cur.ConsumedAt = now
-		cur.Factor = req.Factor
-		cur.Data = d.encode()
-		return cur, nil
-	})
-	return entry, err
+	return entry, s.consume(ctx, c.ID, now, entry, req.Factor)
 }
 
 // abortLogin ends a pending login: its Keycloak session is logged out and

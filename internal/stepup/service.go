@@ -105,6 +105,10 @@ type Config struct {
 	// SignIns, if set, hears of sign-ins not made on a trusted device.
 	SignIns SignIns
 
+	// PersistTimeout bounds the retries of writes that record work already
+	// done (a spent code, a granted step-up). Defaults to 10 seconds.
+	PersistTimeout time.Duration
+
 	Now    func() time.Time
 	Rand   io.Reader
 	Logger *slog.Logger
@@ -139,6 +143,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.LoginAttempts <= 0 {
 		cfg.LoginAttempts = 5
+	}
+	if cfg.PersistTimeout <= 0 {
+		cfg.PersistTimeout = 10 * time.Second
 	}
 	if cfg.Require.Mode == "" {
 		cfg.Require.Mode = "enrolled"

@@ -107,3 +107,41 @@ func randomHolder() (string, error) {
 	}
 	return hex.EncodeToString(b[:]), nil
 }
+
+// Retry runs fn, a write that records work already done elsewhere (a code
+// spent, a step-up granted), until it succeeds, fails with an answer that
+// retrying cannot change, or timeout has passed; then it returns fn's last
+// error. Answers are the store's sentinel errors and whatever final
+// reports (final may be nil). Between tries it backs off from 50 ms to
+// 1 s. The caller's cancellation does not cut it short: what it records
+// has already happened, and a client that went away must not lose it.
+func Retry(ctx context.Context, timeout time.Duration, final func(error) bool, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	wait := 50 * time.Millisecond
+	for {
+		err := fn(ctx)
+		if err == nil || isAnswer(err) || (final != nil && final(err)) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		if wait *= 2; wait > time.Second {
+			wait = time.Second
+		}
+	}
+}
+
+func isAnswer(err error) bool {
+	for _, e := range []error{ErrNotFound, ErrConflict, ErrExpired, ErrConsumed, ErrTooManyAttempts, ErrLockHeld} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}

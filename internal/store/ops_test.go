@@ -225,3 +225,57 @@ func TestWithLeaseHoldersDiffer(t *testing.T) {
 		t.Fatal("two WithLease calls used the same holder: one could renew the other's lease")
 	}
 }
+
+func TestRetry(t *testing.T) {
+	transient := errors.New("connection reset")
+	tests := []struct {
+		name      string
+		failures  int   // transient failures before success
+		answer    error // returned instead of success, if set
+		timeout   time.Duration
+		wantCalls int
+		wantErr   error
+	}{
+		{"succeeds at once", 0, nil, time.Second, 1, nil},
+		{"rides out a passing outage", 3, nil, 5 * time.Second, 4, nil},
+		{"an answer is not retried", 0, store.ErrConsumed, time.Second, 1, store.ErrConsumed},
+		{"gives up after the timeout", 1000, nil, 120 * time.Millisecond, -1, transient},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			err := store.Retry(context.Background(), tc.timeout, nil, func(context.Context) error {
+				calls++
+				if calls <= tc.failures {
+					return transient
+				}
+				return tc.answer
+			})
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if tc.wantCalls >= 0 && calls != tc.wantCalls {
+				t.Fatalf("calls = %d, want %d", calls, tc.wantCalls)
+			}
+			if tc.wantCalls < 0 && calls < 2 {
+				t.Fatalf("calls = %d, want retries before giving up", calls)
+			}
+		})
+	}
+	// A cancelled caller does not stop it: the work is already done.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	calls := 0
+	if err := store.Retry(ctx, time.Second, nil, func(ctx context.Context) error {
+		calls++
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if calls < 2 {
+			return transient
+		}
+		return nil
+	}); err != nil || calls != 2 {
+		t.Fatalf("after cancel: %v, %d calls", err, calls)
+	}
+}
