@@ -158,7 +158,7 @@ func toAPIError(err error) *apiError {
 	case errors.Is(err, store.ErrConsumed):
 		return e(http.StatusConflict, "already_used", "the challenge was already used")
 	case errors.Is(err, store.ErrTooManyAttempts):
-		return e(http.StatusTooManyRequests, "too_many_attempts", "the challenge has no attempts left")
+		return e(http.StatusConflict, "too_many_attempts", "the challenge has no attempts left; open a new one")
 	case errors.Is(err, errPanic):
 		return e(http.StatusInternalServerError, "server_error", "internal error")
 	}
