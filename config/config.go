@@ -478,8 +478,8 @@ type Devices struct {
 	// the oldest. Defaults to 10.
 	MaxPerUser int `mapstructure:"max_per_user" yaml:"max_per_user"`
 	// CookieName is the hosted pages' cookie carrying the device token
-	// (Secure, HttpOnly, SameSite=Strict, Path /pages/). Defaults to
-	// stepup_device.
+	// (HttpOnly, SameSite=Strict, Path /pages/; over https Secure, with
+	// the __Secure- prefix). Defaults to stepup_device.
 	CookieName string `mapstructure:"cookie_name" yaml:"cookie_name"`
 }
 

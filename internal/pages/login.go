@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/stepup-bridge/stepup-bridge/internal/stepup"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
@@ -43,7 +44,8 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, http.StatusBadRequest, "login", v)
 		return
 	}
-	res, err := h.cfg.Flows.Login(r.Context(), stepup.LoginRequest{Username: user, Password: pass, IP: h.cfg.ClientIP(r)})
+	res, err := h.cfg.Flows.Login(r.Context(), stepup.LoginRequest{Username: user, Password: pass, IP: h.cfg.ClientIP(r),
+		UserAgent: r.UserAgent(), DeviceToken: h.deviceToken(r)})
 	if err != nil {
 		status, msg := h.explain(r, err)
 		v.Error = msg
@@ -70,6 +72,9 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		h.cfg.Flows.Logout(r.Context(), *res.Tokens)
 	}
 	notice := "You are signed in."
+	if res.TrustedDevice != nil {
+		notice = "You are signed in on a trusted device."
+	}
 	if res.EnrolmentRequired {
 		notice = "You are signed in. You must set up a second factor soon."
 	}
@@ -116,7 +121,7 @@ func (h *Handler) mfaForm(w http.ResponseWriter, r *http.Request) {
 		h.restartLogin(w, r, rt, "Your sign-in has expired. Sign in again.")
 		return
 	}
-	h.render(w, r, http.StatusOK, "mfa", &view{Title: "Verify it's you", ReturnTo: rt, Factors: h.options(offered, "")})
+	h.render(w, r, http.StatusOK, "mfa", &view{Title: "Verify it's you", ReturnTo: rt, Factors: h.options(offered, ""), TrustDays: h.trustDays()})
 }
 
 func (h *Handler) mfaDeliver(w http.ResponseWriter, r *http.Request) {
@@ -135,7 +140,7 @@ func (h *Handler) mfaDeliver(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	factor := r.PostForm.Get("deliver")
-	v := &view{Title: "Verify it's you", ReturnTo: rt, Factors: h.options(offered, factor), Factor: factor}
+	v := &view{Title: "Verify it's you", ReturnTo: rt, Factors: h.options(offered, factor), Factor: factor, TrustDays: h.trustDays()}
 	d, err := h.cfg.Flows.LoginChallenge(r.Context(), tok, factor, h.cfg.ClientIP(r))
 	if err != nil {
 		if loginGone(err) {
@@ -167,13 +172,15 @@ func (h *Handler) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	factor, code := r.PostForm.Get("factor"), strings.TrimSpace(r.PostForm.Get("code"))
-	v := &view{Title: "Verify it's you", ReturnTo: rt, Factors: h.options(offered, factor), Factor: factor}
+	v := &view{Title: "Verify it's you", ReturnTo: rt, Factors: h.options(offered, factor), Factor: factor, TrustDays: h.trustDays()}
 	if factor == "" || code == "" || len(code) > 64 {
 		v.Error = "Choose a method and enter the code."
 		h.render(w, r, http.StatusBadRequest, "mfa", v)
 		return
 	}
-	g, err := h.cfg.Flows.LoginMFA(r.Context(), stepup.MFARequest{MFAToken: tok, Factor: factor, Code: code, IP: h.cfg.ClientIP(r)})
+	trust := h.cfg.DeviceCookie != "" && r.PostForm.Get("trust_device") == "1"
+	g, err := h.cfg.Flows.LoginMFA(r.Context(), stepup.MFARequest{MFAToken: tok, Factor: factor, Code: code, IP: h.cfg.ClientIP(r),
+		TrustDevice: trust, UserAgent: r.UserAgent()})
 	if err != nil {
 		if loginGone(err) {
 			_, msg := h.explain(r, err)
@@ -195,7 +202,53 @@ func (h *Handler) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 	if g.Tokens != nil {
 		h.cfg.Flows.Logout(r.Context(), *g.Tokens)
 	}
-	h.done(w, r, rt, "You are signed in.")
+	notice := "You are signed in."
+	if g.Device != nil {
+		h.setDeviceCookie(w, r, g.Device.Token, g.Device.Device.ExpiresAt)
+		notice = "You are signed in. This device is trusted until " + g.Device.Device.ExpiresAt.UTC().Format("2 January 2006") + "."
+	}
+	h.done(w, r, rt, notice)
+}
+
+// The trusted-device cookie: Path /pages/ only (the API never reads it),
+// so it cannot take the __Host- prefix; over https it takes __Secure-.
+
+func (h *Handler) deviceCookieName(r *http.Request) string {
+	if h.secure(r) {
+		return "__Secure-" + h.cfg.DeviceCookie
+	}
+	return h.cfg.DeviceCookie
+}
+
+// deviceToken reads the trusted-device cookie; "" when off or absent.
+func (h *Handler) deviceToken(r *http.Request) string {
+	if h.cfg.DeviceCookie == "" {
+		return ""
+	}
+	ck, err := r.Cookie(h.deviceCookieName(r))
+	if err != nil || len(ck.Value) > 256 {
+		return ""
+	}
+	return ck.Value
+}
+
+func (h *Handler) setDeviceCookie(w http.ResponseWriter, r *http.Request, token string, expires time.Time) {
+	maxAge := int(expires.Sub(h.cfg.Now()).Seconds())
+	if maxAge <= 0 {
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: h.deviceCookieName(r), Value: token, Path: "/pages/", MaxAge: maxAge,
+		HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteStrictMode,
+	})
+}
+
+// trustDays is the offer shown on the second-factor form; 0 hides it.
+func (h *Handler) trustDays() int {
+	if h.cfg.DeviceCookie == "" {
+		return 0
+	}
+	return max(int(h.cfg.DeviceTTL/(24*time.Hour)), 1)
 }
 
 // loginGone: the pending login no longer exists; start again.

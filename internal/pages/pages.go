@@ -104,6 +104,15 @@ type Config struct {
 	// ClientIP returns the client address the server derived. Defaults to
 	// the TCP peer.
 	ClientIP func(r *http.Request) string
+	// DeviceCookie is the base name of the trusted-device cookie (config
+	// devices.cookie_name); empty turns "trust this device" off on the
+	// pages. The cookie is HttpOnly, SameSite=Strict, Path /pages/ and,
+	// when the pages are served over https, Secure with the __Secure-
+	// prefix; it holds the device token, which only ever replaces the
+	// second factor after the password.
+	DeviceCookie string
+	// DeviceTTL is the cookie's life, the trust's (config devices.ttl).
+	DeviceTTL time.Duration
 	// Now is the clock; Rand the source of cookie values. Defaults to
 	// time.Now and crypto/rand.
 	Now    func() time.Time
@@ -289,6 +298,8 @@ type view struct {
 	ChallengeID string
 	Delivery    *factors.Delivery
 	Remaining   int
+	// TrustDays, when set, offers "trust this device" for that many days.
+	TrustDays int
 
 	Statuses   []factors.Status
 	CanManage  bool

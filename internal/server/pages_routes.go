@@ -36,6 +36,9 @@ func (s *Server) pageRoutes() {
 		return ae.Status, ae.Description
 	}
 	pc.RecentStepUp = s.recentStepUp
+	if s.devices != nil && pc.DeviceCookie == "" {
+		pc.DeviceCookie, pc.DeviceTTL = s.cfg.Devices.CookieName, s.cfg.Devices.TTL
+	}
 	pc.ClientIP = func(r *http.Request) string { return ClientIP(r.Context()) }
 	pc.Now = s.now
 	if pc.Logger == nil {
