@@ -5,12 +5,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stepup-bridge/stepup-bridge/bridge"
 	"github.com/stepup-bridge/stepup-bridge/internal/devices"
+	"github.com/stepup-bridge/stepup-bridge/internal/notify"
 	"github.com/stepup-bridge/stepup-bridge/internal/stepup"
 )
 
@@ -125,5 +127,81 @@ func TestTrustThisDevice(t *testing.T) {
 				t.Fatal("the trusted-device login's tokens were not logged out")
 			}
 		})
+	}
+}
+
+type fakeDevices struct {
+	list    []devices.Device
+	revoked []string
+}
+
+func (f *fakeDevices) List(_ context.Context, userID string) ([]devices.Device, error) {
+	if userID != "u" {
+		return nil, nil
+	}
+	var out []devices.Device
+	for _, d := range f.list {
+		if !slices.Contains(f.revoked, d.ID) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeDevices) Revoke(_ context.Context, userID, id, by string, _ devices.Meta) error {
+	if userID != "u" || by != devices.RevokedByUser || !slices.ContainsFunc(f.list, func(d devices.Device) bool { return d.ID == id }) {
+		return devices.ErrNotFound
+	}
+	f.revoked = append(f.revoked, id)
+	return nil
+}
+
+type fakeActivity struct{}
+
+func (fakeActivity) Activity(_ context.Context, userID string, _ int) ([]notify.Activity, error) {
+	return []notify.Activity{{Event: notify.EventNewDevice, Title: "new sign-in to your account", Time: time.Unix(1700000000, 0),
+		Details: map[string]string{"device": "Firefox on Linux", "ip": "192.0.2.1"}}}, nil
+}
+
+// TestFactorsPageDevicesAndActivity: the factors page lists the user's
+// trusted devices and recent security activity, and revokes a device with
+// a CSRF-checked form and no step-up.
+func TestFactorsPageDevicesAndActivity(t *testing.T) {
+	fd := &fakeDevices{list: []devices.Device{{ID: "dev-1", Label: "Firefox on Linux", ExpiresAt: time.Now().Add(time.Hour)}}}
+	h, err := New(Config{Flows: &fakeFlows{}, Factors: fakeFactors{}, Verifier: fakeVerifier{}, PublicURL: "https://id.example.com",
+		CSRFKey: []byte(strings.Repeat("k", 32)), Devices: fd, Activity: fakeActivity{}, Explain: func(error) (int, string) { return 404, "no such device" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := httptest.NewRequest("POST", "https://id.example.com/pages/factors", strings.NewReader(url.Values{"access_token": {"good-token"}}.Encode()))
+	entry.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	entry.Header.Set("Origin", "https://id.example.com")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, entry)
+	body := rec.Body.String()
+	if rec.Code != 200 || !strings.Contains(body, "Trusted devices") || !strings.Contains(body, `value="dev-1"`) ||
+		!strings.Contains(body, "Recent security activity") || !strings.Contains(body, "192.0.2.1") {
+		t.Fatalf("factors page = %d\n%s", rec.Code, body)
+	}
+	csrfCk := rec.Result().Cookies()[0]
+	tok := csrfRE.FindStringSubmatch(body)[1]
+	revoke := func(id, csrf string) *httptest.ResponseRecorder {
+		form := url.Values{"access_token": {"good-token"}, "device": {id}, "csrf_token": {csrf}}
+		req := httptest.NewRequest("POST", "https://id.example.com/pages/factors/devices/revoke", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(csrfCk)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := revoke("dev-1", "forged"); rec.Code != http.StatusForbidden || len(fd.revoked) != 0 {
+		t.Fatalf("revoke without the CSRF token = %d, revoked %v", rec.Code, fd.revoked)
+	}
+	rec = revoke("dev-1", tok)
+	if rec.Code != 200 || !slices.Equal(fd.revoked, []string{"dev-1"}) || strings.Contains(rec.Body.String(), `value="dev-1"`) {
+		t.Fatalf("revoke = %d, revoked %v\n%s", rec.Code, fd.revoked, rec.Body)
+	}
+	if rec := revoke("someone-elses", tok); rec.Code != 404 {
+		t.Fatalf("revoking an unknown device = %d", rec.Code)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/stepup-bridge/stepup-bridge/factors"
+	"github.com/stepup-bridge/stepup-bridge/internal/devices"
 	"github.com/stepup-bridge/stepup-bridge/internal/token"
 )
 
@@ -82,6 +83,18 @@ func (h *Handler) manage(w http.ResponseWriter, r *http.Request, s factorsSessio
 	}
 	if !ok && errMsg == "" {
 		v.Notice = strings.TrimSpace(notice + " To add or replace a factor, verify it's you first (a step-up), then open this page again from your application.")
+	}
+	if h.cfg.Devices != nil {
+		if v.Devices, err = h.cfg.Devices.List(r.Context(), s.claims.Subject); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+	}
+	if h.cfg.Activity != nil {
+		if v.Activity, err = h.cfg.Activity.Activity(r.Context(), s.claims.Subject, 20); err != nil {
+			h.fail(w, r, err)
+			return
+		}
 	}
 	h.render(w, r, status, "factors", v)
 }
@@ -216,4 +229,30 @@ func (h *Handler) backupCodesDownload(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", `attachment; filename="backup-codes.txt"`)
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write([]byte(b.String()))
+}
+
+// deviceRevoke revokes one of the user's trusted devices. Taking trust
+// away needs no step-up: it only ever asks for more.
+func (h *Handler) deviceRevoke(w http.ResponseWriter, r *http.Request) {
+	if err := h.parsePost(r); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	s, err := h.factorsSession(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	id := r.PostForm.Get("device")
+	if id == "" || len(id) > 64 {
+		h.manage(w, r, s, http.StatusBadRequest, "Choose a device.", "")
+		return
+	}
+	meta := devices.Meta{SessionID: s.claims.SessionID, IP: h.cfg.ClientIP(r)}
+	if err := h.cfg.Devices.Revoke(r.Context(), s.claims.Subject, id, devices.RevokedByUser, meta); err != nil {
+		status, msg := h.explain(r, err)
+		h.manage(w, r, s, status, msg, "")
+		return
+	}
+	h.manage(w, r, s, http.StatusOK, "", "The device is no longer trusted: signing in there asks for a second factor again.")
 }

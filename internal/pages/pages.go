@@ -20,6 +20,8 @@ import (
 
 	"github.com/stepup-bridge/stepup-bridge/bridge"
 	"github.com/stepup-bridge/stepup-bridge/factors"
+	"github.com/stepup-bridge/stepup-bridge/internal/devices"
+	"github.com/stepup-bridge/stepup-bridge/internal/notify"
 	"github.com/stepup-bridge/stepup-bridge/internal/stepup"
 	"github.com/stepup-bridge/stepup-bridge/internal/token"
 )
@@ -56,6 +58,17 @@ type Factors interface {
 	Active(ctx context.Context, userID string) ([]string, error)
 	Enrol(ctx context.Context, name, userID string, req factors.EnrolRequest, meta factors.Meta) (factors.Enrolment, error)
 	Confirm(ctx context.Context, name, userID, code string, meta factors.Meta) (factors.Result, error)
+}
+
+// Devices is what the factors page needs of trusted devices.
+type Devices interface {
+	List(ctx context.Context, userID string) ([]devices.Device, error)
+	Revoke(ctx context.Context, userID, id, by string, meta devices.Meta) error
+}
+
+// Activity is what the factors page needs of the security activity.
+type Activity interface {
+	Activity(ctx context.Context, userID string, limit int) ([]notify.Activity, error)
 }
 
 // Verifier verifies Keycloak access tokens (the bridge's verifier).
@@ -113,6 +126,12 @@ type Config struct {
 	DeviceCookie string
 	// DeviceTTL is the cookie's life, the trust's (config devices.ttl).
 	DeviceTTL time.Duration
+	// Devices, if set, lists the user's trusted devices on the factors
+	// page and lets them revoke one (*devices.Service).
+	Devices Devices
+	// Activity, if set, shows the user's recent security events on the
+	// factors page (*notify.Notifier).
+	Activity Activity
 	// Now is the clock; Rand the source of cookie values. Defaults to
 	// time.Now and crypto/rand.
 	Now    func() time.Time
@@ -217,6 +236,9 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /pages/factors/enrol", h.factorsEnrol)
 	h.mux.HandleFunc("POST /pages/factors/confirm", h.factorsConfirm)
 	h.mux.HandleFunc("POST /pages/factors/backup-codes.txt", h.backupCodesDownload)
+	if h.cfg.Devices != nil {
+		h.mux.HandleFunc("POST /pages/factors/devices/revoke", h.deviceRevoke)
+	}
 	h.mux.HandleFunc("/pages/", func(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, http.StatusNotFound, "message", &view{Title: "Page not found", Error: "There is no such page."})
 	})
@@ -300,6 +322,10 @@ type view struct {
 	Remaining   int
 	// TrustDays, when set, offers "trust this device" for that many days.
 	TrustDays int
+	// Devices are the user's trusted devices (factors page), when shown.
+	Devices []devices.Device
+	// Activity is the user's recent security activity (factors page).
+	Activity []notify.Activity
 
 	Statuses   []factors.Status
 	CanManage  bool

@@ -38,6 +38,10 @@ func (s *Server) pageRoutes() {
 	pc.RecentStepUp = s.recentStepUp
 	if s.devices != nil && pc.DeviceCookie == "" {
 		pc.DeviceCookie, pc.DeviceTTL = s.cfg.Devices.CookieName, s.cfg.Devices.TTL
+		pc.Devices = s.devices
+	}
+	if s.notifier != nil && pc.Activity == nil {
+		pc.Activity = s.notifier
 	}
 	pc.ClientIP = func(r *http.Request) string { return ClientIP(r.Context()) }
 	pc.Now = s.now
