@@ -17,7 +17,9 @@ import (
 
 	"github.com/stepup-bridge/stepup-bridge/config"
 	"github.com/stepup-bridge/stepup-bridge/factors/delivery/webhook"
+	"github.com/stepup-bridge/stepup-bridge/internal/keycloaktest"
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
+	"github.com/stepup-bridge/stepup-bridge/internal/store/postgres/pgtest"
 	"github.com/stepup-bridge/stepup-bridge/internal/testenv"
 )
 
@@ -87,13 +89,20 @@ func (r *receiver) all() []webhook.Request {
 // and notifications by e-mail through the webhook sender to rcv.
 func startDevices(t *testing.T, rcv *receiver, mutate func(*config.Config)) *testenv.Env {
 	t.Helper()
+	return startDevicesOn(t, nil, rcv, mutate)
+}
+
+// startDevicesOn is startDevices against a running Keycloak (nil starts
+// one), for replicas.
+func startDevicesOn(t *testing.T, kc *keycloaktest.Server, rcv *receiver, mutate func(*config.Config)) *testenv.Env {
+	t.Helper()
 	srv := httptest.NewServer(rcv)
 	t.Cleanup(srv.Close)
 	policy := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(policy, []byte(devicePolicy), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return testenv.Start(t, testenv.Options{Mutate: func(c *config.Config) {
+	return testenv.Start(t, testenv.Options{KC: kc, Mutate: func(c *config.Config) {
 		c.Devices.Enabled = true
 		c.Policies.File = policy
 		c.Notifications.Enabled = true
@@ -521,5 +530,64 @@ func TestTrustDeviceNeedsDevicesEnabled(t *testing.T) {
 	}
 	if resp, _ := doUA(t, env, "GET", "/v1/devices", g["tokens"].(map[string]any)["access_token"].(string), uaFirefox, nil); resp.StatusCode != 404 {
 		t.Fatalf("GET /v1/devices with devices off = %d", resp.StatusCode)
+	}
+}
+
+// TestDevicesAndNotificationsAcrossReplicas: two sidecars over one
+// PostgreSQL, both delivering: a device trusted on one is trusted on the
+// other, and each event reaches the receiver once, whichever replica saw
+// it and however often.
+func TestDevicesAndNotificationsAcrossReplicas(t *testing.T) {
+	pgtest.Require(t)
+	dsn := pgtest.FreshSchema(t)
+	rcv := &receiver{}
+	usePG := func(c *config.Config) {
+		c.Store.Type = "postgres"
+		c.Store.Postgres.DSN = config.Secret(dsn)
+		c.Store.Postgres.MaxConns = 4
+	}
+	r1 := startDevices(t, rcv, usePG)
+	r2 := startDevicesOn(t, r1.KC, rcv, func(c *config.Config) {
+		usePG(c)
+		c.Secrets = r1.Config.Secrets
+	})
+	alice := subject(t, r1.PasswordTokens(t, "alice", "alice").AccessToken)
+	codes := enrolBackupCodes(t, r1, alice)
+	g := loginMFA(t, r1, uaFirefox, codes[0], true)
+	tok, _ := deviceToken(t, g)
+	if access, m := loginWithDevice(t, r2, uaFirefox, tok); access == "" {
+		t.Fatalf("device trusted on one replica asked for the factor on the other: %v", m)
+	}
+	// bob signs in on both replicas at once from one device and address.
+	var wg sync.WaitGroup
+	for i := range 6 {
+		env := r1
+		if i%2 == 1 {
+			env = r2
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			doUA(t, env, "POST", "/v1/login", "", uaChrome, map[string]string{"username": "bob", "password": "bob"})
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(15 * time.Second)
+	for rcv.count("bob@example.test", "new sign-in") < 1 || rcv.count("alice@example.test", "a second factor was added") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("notifications missing: %+v", rcv.all())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, env := range []*testenv.Env{r1, r2} {
+		if _, err := env.Runtime.Notifier().Deliver(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := rcv.count("bob@example.test", "new sign-in"); n != 1 {
+		t.Errorf("bob's new sign-in told %d times, want 1", n)
+	}
+	if n := rcv.count("alice@example.test", "a second factor was added"); n != 1 {
+		t.Errorf("alice's factor_added told %d times, want 1", n)
 	}
 }
