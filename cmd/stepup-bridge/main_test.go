@@ -177,7 +177,7 @@ wait:
 				t.Fatalf("dev exited early:\n%s", printed.String())
 			}
 			printed.WriteString(line + "\n")
-			if strings.Contains(line, "curl -s http://"+addr+"/readyz") {
+			if strings.Contains(line, "S=http://"+addr+";") {
 				break wait
 			}
 		case <-deadline:
