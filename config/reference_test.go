@@ -106,7 +106,7 @@ func reference(t *testing.T) []byte {
 			case []Secret:
 				def = ""
 			}
-			if def == "0s" || def == "[]" {
+			if def == "0s" || def == "[]" || def == "map[]" {
 				def = ""
 			}
 			if fld.Type == reflect.TypeOf(Secret("")) {
