@@ -145,6 +145,9 @@ type EnrolRequest struct {
 	// AccountName names the account inside authenticator apps (username or
 	// e-mail). Defaults to the user id.
 	AccountName string
+	// Destination is where a delivering factor sends its codes: a phone
+	// number (flash call, SMS; normalised to E.164) or an e-mail address.
+	Destination string
 	// Secret is a secret the user chooses (a PIN); Confirmation must repeat
 	// it exactly, or the request fails with an ErrInvalidInput.
 	Secret       string

@@ -63,7 +63,7 @@ func TestDeliveringFactors(t *testing.T) {
 	}
 	// PSTN is never the first factor: a flash call for a user with
 	// nothing else active is refused.
-	if _, err := reg.Enrol(context.Background(), "flash_call", "alice", factors.EnrolRequest{AccountName: "+4915112345678"}, factors.Meta{}); err == nil {
+	if _, err := reg.Enrol(context.Background(), "flash_call", "alice", factors.EnrolRequest{Destination: "+4915112345678"}, factors.Meta{}); err == nil {
 		t.Fatal("flash call enrolled as the only factor")
 	}
 }

@@ -9,7 +9,7 @@
 // it against the filter, and lets the provider decide (only a SUCCESSFUL
 // report verifies).
 //
-// A phone number is enrolled with BeginEnrolment (EnrolRequest.AccountName
+// A phone number is enrolled with BeginEnrolment (EnrolRequest.Destination
 // carries it; pending), a Challenge (the first call) and ConfirmEnrolment
 // with its digits. A flash call is never offered first: enrolment,
 // challenge and verification are refused while the user has no active

@@ -117,7 +117,7 @@ func webhookProvider(t *testing.T) (*gateway, delivery.CallStarter) {
 func (e *env) enrol(t *testing.T, g *gateway) {
 	t.Helper()
 	ctx := context.Background()
-	enr, err := e.f.BeginEnrolment(ctx, user, factors.EnrolRequest{AccountName: "+49 (170) 123-4567"})
+	enr, err := e.f.BeginEnrolment(ctx, user, factors.EnrolRequest{Destination: "+49 (170) 123-4567"})
 	if err != nil || !enr.Pending {
 		t.Fatalf("BeginEnrolment = %+v, %v", enr, err)
 	}
@@ -273,7 +273,7 @@ func TestDestinationBudgetAcrossUsers(t *testing.T) {
 	ctx := context.Background()
 	e.clock.Set(time.Unix(1700000000/3600*3600, 0))
 	for i, u := range []string{"a", "b", "c"} {
-		if _, err := e.f.BeginEnrolment(ctx, u, factors.EnrolRequest{AccountName: "+491701234567"}); err != nil {
+		if _, err := e.f.BeginEnrolment(ctx, u, factors.EnrolRequest{Destination: "+491701234567"}); err != nil {
 			t.Fatal(err)
 		}
 		_, err := e.f.Challenge(ctx, u, factors.ChallengeRequest{})
@@ -295,7 +295,7 @@ func TestNeverOfferedFirst(t *testing.T) {
 	e := newEnv(t, p, nil)
 	ctx := context.Background()
 	*e.others = []string{factors.FlashCall, factors.SMS}
-	_, err := e.f.BeginEnrolment(ctx, user, factors.EnrolRequest{AccountName: "+491701234567"})
+	_, err := e.f.BeginEnrolment(ctx, user, factors.EnrolRequest{Destination: "+491701234567"})
 	var ie *factors.InputError
 	if !errors.Is(err, challenge.ErrNeedsOtherFactor) || !errors.As(err, &ie) {
 		t.Fatalf("enrol as only factor: %v", err)
@@ -340,7 +340,7 @@ func TestReset(t *testing.T) {
 	e := newEnv(t, p, nil)
 	ctx := context.Background()
 	e.enrol(t, g)
-	if _, err := e.f.BeginEnrolment(ctx, user, factors.EnrolRequest{AccountName: "+491709999999"}); !errors.Is(err, factors.ErrAlreadyEnrolled) {
+	if _, err := e.f.BeginEnrolment(ctx, user, factors.EnrolRequest{Destination: "+491709999999"}); !errors.Is(err, factors.ErrAlreadyEnrolled) {
 		t.Fatalf("enrol over active: %v", err)
 	}
 	if err := e.f.Reset(ctx, user); err != nil {
@@ -395,7 +395,7 @@ func TestSinchChallengeVerify(t *testing.T) {
 	}
 	e := newEnv(t, p, nil)
 	ctx := context.Background()
-	if _, err := e.f.BeginEnrolment(ctx, user, factors.EnrolRequest{AccountName: "+46 70 111 11 11"}); err != nil {
+	if _, err := e.f.BeginEnrolment(ctx, user, factors.EnrolRequest{Destination: "+46 70 111 11 11"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.f.Challenge(ctx, user, factors.ChallengeRequest{}); err != nil {

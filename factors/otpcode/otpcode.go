@@ -11,7 +11,7 @@
 // another active factor outside flash call and SMS. E-mail may be a
 // user's first factor.
 //
-// The destination is enrolled with BeginEnrolment (EnrolRequest.AccountName
+// The destination is enrolled with BeginEnrolment (EnrolRequest.Destination
 // carries the phone number or e-mail address; pending), a Challenge and
 // ConfirmEnrolment with the code received.
 package otpcode

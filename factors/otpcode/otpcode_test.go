@@ -159,7 +159,7 @@ func TestSMSAndEmailPaths(t *testing.T) {
 			in, snd := tt.setup(t)
 			e := newEnv(t, tt.factor, snd, []string{factors.PIN}, nil)
 			ctx := context.Background()
-			if _, err := e.f.BeginEnrolment(ctx, "u", factors.EnrolRequest{AccountName: tt.dest}); err != nil {
+			if _, err := e.f.BeginEnrolment(ctx, "u", factors.EnrolRequest{Destination: tt.dest}); err != nil {
 				t.Fatal(err)
 			}
 			d, err := e.f.Challenge(ctx, "u", factors.ChallengeRequest{})
@@ -199,7 +199,7 @@ func TestResendSameChallengeWithinTTL(t *testing.T) {
 	in, snd := smsGateway(t)
 	e := newEnv(t, factors.SMS, snd, []string{factors.TOTP}, nil)
 	ctx := context.Background()
-	e.f.BeginEnrolment(ctx, "u", factors.EnrolRequest{AccountName: "+491701234567"})
+	e.f.BeginEnrolment(ctx, "u", factors.EnrolRequest{Destination: "+491701234567"})
 	d1, _ := e.f.Challenge(ctx, "u", factors.ChallengeRequest{})
 	first := in.lastCode(t)
 	e.clock.Advance(5 * time.Second)
@@ -221,13 +221,13 @@ func TestSMSNeverFirstEmailMayBe(t *testing.T) {
 	t.Parallel()
 	_, sms := smsGateway(t)
 	e := newEnv(t, factors.SMS, sms, []string{factors.FlashCall}, nil)
-	if _, err := e.f.BeginEnrolment(context.Background(), "u", factors.EnrolRequest{AccountName: "+491701234567"}); !errors.Is(err, challenge.ErrNeedsOtherFactor) {
+	if _, err := e.f.BeginEnrolment(context.Background(), "u", factors.EnrolRequest{Destination: "+491701234567"}); !errors.Is(err, challenge.ErrNeedsOtherFactor) {
 		t.Fatalf("SMS as only factor: %v", err)
 	}
 	in, mail := mailServer(t)
 	e = newEnv(t, factors.Email, mail, nil, func(c *Config) { c.Others = nil })
 	ctx := context.Background()
-	if _, err := e.f.BeginEnrolment(ctx, "u", factors.EnrolRequest{AccountName: "a@example.org"}); err != nil {
+	if _, err := e.f.BeginEnrolment(ctx, "u", factors.EnrolRequest{Destination: "a@example.org"}); err != nil {
 		t.Fatalf("e-mail as first factor: %v", err)
 	}
 	if _, err := e.f.Challenge(ctx, "u", factors.ChallengeRequest{}); err != nil {
@@ -250,7 +250,7 @@ func TestWrongCodesCountInRegistryBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := reg.Enrol(ctx, factors.Email, "u", factors.EnrolRequest{AccountName: "a@example.org"}, factors.Meta{}); err != nil {
+	if _, err := reg.Enrol(ctx, factors.Email, "u", factors.EnrolRequest{Destination: "a@example.org"}, factors.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := reg.Challenge(ctx, factors.Email, "u", factors.ChallengeRequest{}, factors.Meta{}); err != nil {

@@ -50,6 +50,7 @@ func (s *Server) factorRoutes() {
 	s.mux.HandleFunc("POST /v1/factors/{factor}/regenerate", s.limitIP(s.requireUser(s.handleRegenerateFactor)))
 	s.mux.HandleFunc("GET /v1/factors/{factor}/qr.png", s.requireUser(s.handleFactorQR))
 	s.mux.HandleFunc("POST /v1/factors/{factor}/confirm", s.limitIP(s.requireUser(s.handleConfirmFactor)))
+	s.mux.HandleFunc("POST /v1/factors/{factor}/send", s.limitIP(s.requireUser(s.handleSendFactor)))
 	s.mux.HandleFunc("PUT /v1/factors/{factor}", s.limitIP(s.requireUser(s.handleChangeFactor)))
 	s.mux.HandleFunc("DELETE /v1/factors/{factor}", s.limitIP(s.requireUser(s.handleResetFactor)))
 }
@@ -82,8 +83,11 @@ func (s *Server) handleListFactors(w http.ResponseWriter, r *http.Request) {
 // enrolJSON is the body of POST /v1/factors/{factor}; every field is
 // optional, and pin and confirmation belong to the pin factor only.
 type enrolJSON struct {
-	Label        string `json:"label"`
-	AccountName  string `json:"account_name"`
+	Label       string `json:"label"`
+	AccountName string `json:"account_name"`
+	// Destination is the phone number (flash_call, sms) or e-mail address
+	// (email) to enrol; those factors require it and the others refuse it.
+	Destination  string `json:"destination"`
 	PIN          string `json:"pin"`
 	Confirmation string `json:"confirmation"`
 }
@@ -177,6 +181,20 @@ func enrolRequest(name string, b enrolJSON, c *token.Claims) (factors.EnrolReque
 		return factors.EnrolRequest{}, err
 	}
 	req := factors.EnrolRequest{Label: b.Label, AccountName: b.AccountName}
+	switch name {
+	case factors.FlashCall, factors.SMS, factors.Email:
+		if b.Destination == "" {
+			return factors.EnrolRequest{}, errBadRequest("destination is required for %s", name)
+		}
+		if err := checkText("destination", b.Destination, maxAccountLen); err != nil {
+			return factors.EnrolRequest{}, err
+		}
+		req.Destination = b.Destination
+	default:
+		if b.Destination != "" {
+			return factors.EnrolRequest{}, errBadRequest("destination belongs to flash_call, sms and email only")
+		}
+	}
 	switch name {
 	case factors.PIN:
 		if b.PIN == "" || b.Confirmation == "" {
@@ -293,6 +311,41 @@ func (s *Server) handleConfirmFactor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, confirmedJSON{Factor: name, CredentialID: res.CredentialID, State: factors.StateActive, ConfirmedAt: res.At.UTC()})
+}
+
+// handleSendFactor delivers the confirmation code of a pending flash call,
+// SMS or e-mail enrolment (the first call or message proves the
+// destination). Sending again within the cool-down sends nothing new; the
+// code already sent stays valid. It needs what confirming needs.
+func (s *Server) handleSendFactor(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	claims := claimsFrom(ctx)
+	name := r.PathValue("factor")
+	f, err := s.factor(name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if _, ok := f.(factors.Challenger); !ok {
+		s.writeError(w, r, errBadRequest("%s delivers nothing to send", name))
+		return
+	}
+	meta, st, err := s.authoriseChange(r, claims, name, false)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if stateOf(st, name) != factors.StatePending {
+		s.writeError(w, r, errBadRequest("no pending %s enrolment to send a code for; enrol first", name))
+		return
+	}
+	meta.Purpose = "enrol"
+	d, err := s.factors.Challenge(ctx, name, claims.Subject, factors.ChallengeRequest{SessionID: claims.SessionID}, meta)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"delivery": d})
 }
 
 // checkConfirmCode refuses codes the factor could never accept, before

@@ -13,13 +13,13 @@ import (
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
 )
 
-// BeginEnrolment records req.AccountName (the phone number or e-mail
+// BeginEnrolment records req.Destination (the phone number or e-mail
 // address, normalised) as userID's pending destination. Nothing is sent:
 // the caller then starts a Challenge and confirms with its code
 // (ConfirmEnrolment). A pending destination is replaced; an active one
 // gives factors.ErrAlreadyEnrolled (reset it first).
 func (e *Engine) BeginEnrolment(ctx context.Context, userID string, req factors.EnrolRequest) (factors.Enrolment, error) {
-	dest, err := e.cfg.Normalize(strings.TrimSpace(req.AccountName))
+	dest, err := e.cfg.Normalize(strings.TrimSpace(req.Destination))
 	if err != nil {
 		return factors.Enrolment{}, factors.InvalidInput("%v", err)
 	}
