@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stepup-bridge/stepup-bridge/bridge"
+	"github.com/stepup-bridge/stepup-bridge/config"
 	"github.com/stepup-bridge/stepup-bridge/factors"
 	"github.com/stepup-bridge/stepup-bridge/factors/builtin"
 	"github.com/stepup-bridge/stepup-bridge/internal/app"
@@ -57,7 +58,7 @@ var appPage = template.Must(template.New("app").Parse(`<!doctype html><html lang
 
 // startSidecar assembles the sidecar as the binary does, with the pages'
 // return_to allow-list naming the application's /done.
-func startSidecar(t *testing.T) *sidecar {
+func startSidecar(t *testing.T, mutate ...func(*config.Config)) *sidecar {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -71,6 +72,9 @@ func startSidecar(t *testing.T) *sidecar {
 	}
 	cfg := testenv.Config(t, kc.URL())
 	cfg.Factors.Enabled = []string{"backup_code", "pin", "totp"}
+	for _, m := range mutate {
+		m(&cfg)
+	}
 	if err := app.Apply(ctx, cfg, io.Discard); err != nil {
 		t.Fatalf("provisioning: %v", err)
 	}
@@ -135,6 +139,13 @@ func startSidecar(t *testing.T) *sidecar {
 // own login): a Keycloak session the step-up is bound to.
 func (sc *sidecar) passwordTokens(t *testing.T, user, pass string) (access, sub string) {
 	t.Helper()
+	access, _, sub = sc.passwordTokensWithRefresh(t, user, pass)
+	return access, sub
+}
+
+// passwordTokensWithRefresh is passwordTokens with the refresh token.
+func (sc *sidecar) passwordTokensWithRefresh(t *testing.T, user, pass string) (access, refresh, sub string) {
+	t.Helper()
 	resp, err := http.PostForm(sc.KCURL+"/realms/"+testenv.Realm+"/protocol/openid-connect/token", url.Values{
 		"grant_type": {"password"}, "client_id": {testenv.LoginClient}, "client_secret": {testenv.LoginSecret},
 		"username": {user}, "password": {pass}, "scope": {"openid"},
@@ -148,7 +159,33 @@ func (sc *sidecar) passwordTokens(t *testing.T, user, pass string) (access, sub 
 		t.Fatalf("password grant for %s: %d %v", user, resp.StatusCode, err)
 	}
 	claims := testenv.Claims(t, tok.AccessToken)
-	return tok.AccessToken, claims["sub"].(string)
+	return tok.AccessToken, tok.RefreshToken, claims["sub"].(string)
+}
+
+// stepUpJSON steps up through the sidecar's JSON API with a backup code
+// and returns the refreshed access token carrying the step-up.
+func (sc *sidecar) stepUpJSON(t *testing.T, access, refresh, code string) string {
+	t.Helper()
+	post := func(path string, body map[string]string) map[string]any {
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest("POST", sc.URL+path, strings.NewReader(string(b)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+access)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		if resp.StatusCode >= 300 {
+			t.Fatalf("POST %s: %d %v", path, resp.StatusCode, m)
+		}
+		return m
+	}
+	c := post("/v1/stepup/challenges", map[string]string{"factor": "backup_code"})
+	g := post("/v1/stepup/challenges/"+c["challenge_id"].(string)+"/verify", map[string]string{"code": code, "refresh_token": refresh})
+	return g["tokens"].(map[string]any)["access_token"].(string)
 }
 
 // browser starts headless Chromium, or skips (fails under CI=true).

@@ -21,7 +21,13 @@ import (
 // this session at most ManagementMaxAge old, as the JSON API demands.
 
 // enrollable are the factors the pages can enrol, in the order shown.
-var enrollable = []string{factors.TOTP, factors.HOTP, factors.BackupCode, factors.PIN}
+var enrollable = []string{factors.TOTP, factors.HOTP, factors.BackupCode, factors.PIN, factors.FlashCall, factors.SMS, factors.Email}
+
+// delivering are the factors enrolled with a destination (a phone number
+// or an e-mail address) and confirmed with a first delivered code.
+func delivering(name string) bool {
+	return name == factors.FlashCall || name == factors.SMS || name == factors.Email
+}
 
 // factorsSession is a verified user of the enrolment pages.
 type factorsSession struct {
@@ -141,6 +147,13 @@ func (h *Handler) factorsEnrol(w http.ResponseWriter, r *http.Request) {
 		account = s.claims.Email
 	}
 	req := factors.EnrolRequest{AccountName: account, Secret: r.PostForm.Get("pin"), Confirmation: r.PostForm.Get("pin_confirmation")}
+	if delivering(name) {
+		req.Destination = strings.TrimSpace(r.PostForm.Get("destination"))
+		if req.Destination == "" || len(req.Destination) > 128 {
+			h.manage(w, r, s, http.StatusBadRequest, "Enter the phone number or e-mail address to use.", "")
+			return
+		}
+	}
 	enr, err := h.cfg.Factors.Enrol(r.Context(), name, s.claims.Subject, req, h.meta(r, s))
 	if err != nil {
 		status, msg := h.explain(r, err)
@@ -148,6 +161,11 @@ func (h *Handler) factorsEnrol(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := &view{Title: "Set up " + factorLabel(name), AccessToken: s.token, ReturnTo: s.returnTo, Factor: name}
+	if delivering(name) {
+		// The first call or message proves the destination.
+		h.sendEnrolmentCode(w, r, s, v)
+		return
+	}
 	switch {
 	case enr.Pending:
 		// An authenticator: show the QR code and the secret once, then ask
@@ -186,7 +204,7 @@ func (h *Handler) factorsConfirm(w http.ResponseWriter, r *http.Request) {
 	name, code := r.PostForm.Get("factor"), strings.TrimSpace(r.PostForm.Get("code"))
 	v := &view{Title: "Set up " + factorLabel(name), AccessToken: s.token, ReturnTo: s.returnTo, Factor: name}
 	if !slices.Contains(enrollable, name) || code == "" || len(code) > 64 {
-		v.Error = "Enter the code your app shows."
+		v.Error = "Enter the code you received."
 		h.render(w, r, http.StatusBadRequest, "enrol_otp", v)
 		return
 	}
@@ -197,6 +215,51 @@ func (h *Handler) factorsConfirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.manage(w, r, s, http.StatusOK, "", factorLabel(name)+" is set up.")
+}
+
+// factorsSend delivers the confirmation code of a pending phone or e-mail
+// enrolment again ("Send again"); within the cool-down nothing new is sent
+// and the code already sent stays valid.
+func (h *Handler) factorsSend(w http.ResponseWriter, r *http.Request) {
+	if err := h.parsePost(r); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	s, err := h.factorsSession(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if ok, _, err := h.mayManage(r.Context(), s); err != nil || !ok {
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		h.manage(w, r, s, http.StatusForbidden, "Verify it's you first: a recent step-up is needed to change your factors.", "")
+		return
+	}
+	name := r.PostForm.Get("factor")
+	if !delivering(name) {
+		h.manage(w, r, s, http.StatusBadRequest, "Choose a factor to set up.", "")
+		return
+	}
+	h.sendEnrolmentCode(w, r, s, &view{Title: "Set up " + factorLabel(name), AccessToken: s.token, ReturnTo: s.returnTo, Factor: name})
+}
+
+// sendEnrolmentCode delivers the code of v.Factor's pending enrolment and
+// shows the form to enter it.
+func (h *Handler) sendEnrolmentCode(w http.ResponseWriter, r *http.Request, s factorsSession, v *view) {
+	meta := h.meta(r, s)
+	meta.Purpose = "enrol"
+	d, err := h.cfg.Factors.Challenge(r.Context(), v.Factor, s.claims.Subject, factors.ChallengeRequest{SessionID: s.claims.SessionID}, meta)
+	if err != nil {
+		status, msg := h.explain(r, err)
+		v.Error = msg
+		h.render(w, r, status, "enrol_otp", v)
+		return
+	}
+	v.Delivery = &d
+	h.render(w, r, http.StatusOK, "enrol_otp", v)
 }
 
 // backupCodeRE is what a displayed backup code looks like; the download

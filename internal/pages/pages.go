@@ -58,6 +58,7 @@ type Factors interface {
 	Active(ctx context.Context, userID string) ([]string, error)
 	Enrol(ctx context.Context, name, userID string, req factors.EnrolRequest, meta factors.Meta) (factors.Enrolment, error)
 	Confirm(ctx context.Context, name, userID, code string, meta factors.Meta) (factors.Result, error)
+	Challenge(ctx context.Context, name, userID string, req factors.ChallengeRequest, meta factors.Meta) (factors.Delivery, error)
 }
 
 // Devices is what the factors page needs of trusted devices.
@@ -235,6 +236,7 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /pages/factors", h.factorsEntry)
 	h.mux.HandleFunc("POST /pages/factors/enrol", h.factorsEnrol)
 	h.mux.HandleFunc("POST /pages/factors/confirm", h.factorsConfirm)
+	h.mux.HandleFunc("POST /pages/factors/send", h.factorsSend)
 	h.mux.HandleFunc("POST /pages/factors/backup-codes.txt", h.backupCodesDownload)
 	if h.cfg.Devices != nil {
 		h.mux.HandleFunc("POST /pages/factors/devices/revoke", h.deviceRevoke)

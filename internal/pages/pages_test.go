@@ -48,7 +48,10 @@ func (f *fakeFlows) VerifyChallenge(context.Context, stepup.VerifyRequest) (step
 
 type fakeFactors struct{}
 
-func (fakeFactors) Names() []string                      { return []string{"pin"} }
+func (fakeFactors) Names() []string { return []string{"pin"} }
+func (fakeFactors) Challenge(context.Context, string, string, factors.ChallengeRequest, factors.Meta) (factors.Delivery, error) {
+	return factors.Delivery{Channel: "sms", Destination: "+49 *** *** 67", CodeLength: 6}, nil
+}
 func (fakeFactors) Factor(string) (factors.Factor, bool) { return nil, false }
 func (fakeFactors) Status(context.Context, string) ([]factors.Status, error) {
 	return []factors.Status{{Factor: "pin", State: "active"}}, nil
