@@ -103,6 +103,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (rt *Runtime,
 		return nil, fmt.Errorf("registering bridge metrics: %w", err)
 	}
 	checkDrift(ctx, br, cfg, log)
+	if len(cfg.Keycloak.Audiences) == 0 {
+		log.Warn("keycloak.audiences is empty: tokens issued to any client of the realm are accepted; name your clients in production")
+	}
 
 	notifier, err := newNotifier(cfg, st, br, func() *factors.Registry { return rt.factors }, reg, log)
 	if err != nil {
@@ -139,6 +142,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (rt *Runtime,
 	svc, err := stepup.New(stepup.Config{
 		Keycloak: br, Verifier: br.Verifier(), Factors: registry, Store: hooked, Keyring: kr,
 		Devices: flowDevices, SignIns: notifier,
+		ChallengesPerHour: cfg.RateLimits.ChallengesPerUserPerHour, Counters: st,
 		Level: cfg.StepUp.Level, ChallengeTTL: cfg.StepUp.ChallengeTTL, MaxAttempts: cfg.StepUp.MaxAttempts,
 		EntryTTL: cfg.Claims.EntryTTL, LoginTTL: cfg.Login.MFATokenTTL, LoginAttempts: cfg.Login.MaxAttempts,
 		Require: stepup.LoginRequire{Mode: cfg.Login.Require.Mode, Roles: cfg.Login.Require.Roles,

@@ -393,6 +393,10 @@ func TestBruteForce(t *testing.T) {
 		c.Listen.TrustedProxies = []string{"127.0.0.1/32"}
 		c.RateLimits.IPRequestsPerMinute = 60
 		c.RateLimits.UserFailuresPerHour = 100
+		// The guesser opens a challenge per guess; the per-user challenge
+		// cap (30 an hour by default) would stop it before the account's
+		// failure budget, which is what this test measures.
+		c.RateLimits.ChallengesPerUserPerHour = 1000
 		c.Factors.PIN.MaxFailures = 5
 	}})
 	tok := env.PasswordTokens(t, "alice", "alice").AccessToken

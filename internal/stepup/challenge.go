@@ -158,8 +158,19 @@ func (s *Service) CreateChallenge(ctx context.Context, req ChallengeRequest) (Ch
 	if err := s.available(ctx, claims.Subject, req.Factor); err != nil {
 		return Challenge{}, err
 	}
-	meta := factors.Meta{SessionID: claims.SessionID, IP: req.IP, Purpose: kindStepUp}
 	now := s.cfg.Now()
+	if limit := s.cfg.ChallengesPerHour; limit > 0 {
+		// Each challenge is a row until it expires: bound them per user,
+		// across replicas.
+		n, resetAt, err := s.cfg.Counters.IncrementCounter(ctx, "stepup:challenges:"+claims.Subject, 1, time.Hour, now)
+		if err != nil {
+			return Challenge{}, fmt.Errorf("stepup: counting challenges: %w", err)
+		}
+		if n > int64(limit) {
+			return Challenge{}, &factors.RateLimitedError{RetryAfter: resetAt.Sub(now), Until: resetAt}
+		}
+	}
+	meta := factors.Meta{SessionID: claims.SessionID, IP: req.IP, Purpose: kindStepUp}
 	out := Challenge{Factor: req.Factor, ExpiresAt: now.Add(s.cfg.ChallengeTTL)}
 	if f, ok := s.cfg.Factors.Factor(req.Factor); ok {
 		if _, delivers := f.(factors.Challenger); delivers {

@@ -579,3 +579,30 @@ func TestTwoReplicasLoseNoEntry(t *testing.T) {
 		}
 	}
 }
+
+// TestChallengesPerUserAreCapped: each open challenge is a stored row, so a
+// user cannot open more than rate_limits.challenges_per_user_per_hour.
+func TestChallengesPerUserAreCapped(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Mutate: func(c *config.Config) { c.RateLimits.ChallengesPerUserPerHour = 3 }})
+	a := env.PasswordTokens(t, "alice", "alice")
+	enrolPIN(t, env, subject(t, a.AccessToken), "4826")
+	for i := 1; i <= 4; i++ {
+		resp, body := env.Do(t, "POST", "/v1/stepup/challenges", a.AccessToken, map[string]any{"factor": "pin"})
+		want := http.StatusCreated
+		if i == 4 {
+			want = http.StatusTooManyRequests
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("challenge %d = %d %s, want %d", i, resp.StatusCode, body, want)
+		}
+		if i == 4 && resp.Header.Get("Retry-After") == "" {
+			t.Fatal("429 without Retry-After")
+		}
+	}
+	// Another user is not affected.
+	b := env.PasswordTokens(t, "bob", "bob")
+	enrolPIN(t, env, subject(t, b.AccessToken), "4826")
+	if resp, body := env.Do(t, "POST", "/v1/stepup/challenges", b.AccessToken, map[string]any{"factor": "pin"}); resp.StatusCode != 201 {
+		t.Fatalf("bob's challenge = %d %s", resp.StatusCode, body)
+	}
+}

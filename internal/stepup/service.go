@@ -92,6 +92,12 @@ type Config struct {
 	// EntryTTL is the life of a step-up entry. Defaults to 1 hour.
 	EntryTTL time.Duration
 
+	// ChallengesPerHour caps the step-up challenges one user may open in an
+	// hour (config rate_limits.challenges_per_user_per_hour); 0 means no
+	// cap. Needs Counters.
+	ChallengesPerHour int
+	Counters          store.Counters
+
 	// LoginTTL bounds a pending login (defaults to 5 minutes);
 	// LoginAttempts its factor attempts (defaults to 5).
 	LoginTTL      time.Duration
@@ -125,6 +131,9 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	if cfg.Keycloak == nil || cfg.Verifier == nil || cfg.Factors == nil || cfg.Store == nil || cfg.Keyring == nil {
 		return nil, errors.New("stepup: Keycloak, Verifier, Factors, Store and Keyring are required")
+	}
+	if cfg.ChallengesPerHour > 0 && cfg.Counters == nil {
+		return nil, errors.New("stepup: ChallengesPerHour needs Counters")
 	}
 	if cfg.Level == "" {
 		cfg.Level = "2"
