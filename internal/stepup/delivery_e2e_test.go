@@ -131,6 +131,9 @@ func TestSMSEnrolmentAndStepUp(t *testing.T) {
 	}
 	// The same SMS code is single use.
 	resp, body = env.Do(t, "POST", "/v1/stepup/challenges", access, map[string]any{"factor": "sms"})
+	if resp.StatusCode != 201 {
+		t.Fatalf("second sms challenge = %d %s", resp.StatusCode, body)
+	}
 	id = testenv.DecodeJSON(t, body)["challenge_id"].(string)
 	if resp, body := env.Do(t, "POST", "/v1/stepup/challenges/"+id+"/verify", access, map[string]any{"code": code}); resp.StatusCode != 400 {
 		t.Fatalf("reused SMS code = %d %s", resp.StatusCode, body)
