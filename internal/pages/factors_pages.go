@@ -118,23 +118,33 @@ func (h *Handler) factorsEntry(w http.ResponseWriter, r *http.Request) {
 	h.manage(w, r, s, http.StatusOK, "", "")
 }
 
-func (h *Handler) factorsEnrol(w http.ResponseWriter, r *http.Request) {
+// changeSession starts every POST that changes a factor: the form, the
+// user's session, and the management rule. On false it has answered.
+func (h *Handler) changeSession(w http.ResponseWriter, r *http.Request) (factorsSession, bool) {
 	if err := h.parsePost(r); err != nil {
 		h.fail(w, r, err)
-		return
+		return factorsSession{}, false
 	}
 	s, err := h.factorsSession(r)
 	if err != nil {
 		h.fail(w, r, err)
-		return
+		return factorsSession{}, false
 	}
 	ok, _, err := h.mayManage(r.Context(), s)
 	if err != nil {
 		h.fail(w, r, err)
-		return
+		return factorsSession{}, false
 	}
 	if !ok {
 		h.manage(w, r, s, http.StatusForbidden, "Verify it's you first: a recent step-up is needed to change your factors.", "")
+		return factorsSession{}, false
+	}
+	return s, true
+}
+
+func (h *Handler) factorsEnrol(w http.ResponseWriter, r *http.Request) {
+	s, ok := h.changeSession(w, r)
+	if !ok {
 		return
 	}
 	name := r.PostForm.Get("factor")
@@ -184,21 +194,8 @@ func (h *Handler) factorsEnrol(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) factorsConfirm(w http.ResponseWriter, r *http.Request) {
-	if err := h.parsePost(r); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	s, err := h.factorsSession(r)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	if ok, _, err := h.mayManage(r.Context(), s); err != nil || !ok {
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		h.manage(w, r, s, http.StatusForbidden, "Verify it's you first: a recent step-up is needed to change your factors.", "")
+	s, ok := h.changeSession(w, r)
+	if !ok {
 		return
 	}
 	name, code := r.PostForm.Get("factor"), strings.TrimSpace(r.PostForm.Get("code"))
@@ -221,21 +218,8 @@ func (h *Handler) factorsConfirm(w http.ResponseWriter, r *http.Request) {
 // enrolment again ("Send again"); within the cool-down nothing new is sent
 // and the code already sent stays valid.
 func (h *Handler) factorsSend(w http.ResponseWriter, r *http.Request) {
-	if err := h.parsePost(r); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	s, err := h.factorsSession(r)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	if ok, _, err := h.mayManage(r.Context(), s); err != nil || !ok {
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		h.manage(w, r, s, http.StatusForbidden, "Verify it's you first: a recent step-up is needed to change your factors.", "")
+	s, ok := h.changeSession(w, r)
+	if !ok {
 		return
 	}
 	name := r.PostForm.Get("factor")
