@@ -562,3 +562,30 @@ func TestFromConfig(t *testing.T) {
 		t.Error("CA file without a certificate accepted")
 	}
 }
+
+// TestWriteStepUpIsIdempotent: a write-back retried after a lost answer
+// leaves one entry, not two.
+func TestWriteStepUpIsIdempotent(t *testing.T) {
+	t.Parallel()
+	f := newFakeKeycloak(t)
+	f.addUser("u1", "alice", "right", nil)
+	c := &clock{t: testNow}
+	b := newTestBridge(t, f, c, openLeases(t), nil)
+	ctx := context.Background()
+	e := entry("s1", testNow.Unix())
+	for i := 0; i < 3; i++ {
+		if err := b.WriteStepUp(ctx, "u1", e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.WriteStepUp(ctx, "u1", entry("s2", testNow.Unix())); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := b.StepUpEntries(ctx, "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 2 {
+		t.Fatalf("entries = %+v, want s1 once and s2", entries)
+	}
+}

@@ -61,6 +61,13 @@ func (b *Bridge) WriteStepUp(ctx context.Context, userID string, e token.StepUpE
 		return fmt.Errorf("bridge: writing step-up for user %s: %w: entry already expired", userID, token.ErrInvalidEntry)
 	}
 	return b.UpdateStepUp(ctx, userID, func(cur []token.StepUpEntry) []token.StepUpEntry {
+		// A retried write-back (the first answer was lost) must not add
+		// the same entry twice.
+		for _, c := range cur {
+			if c.Marshal() == e.Marshal() {
+				return cur
+			}
+		}
 		return append(cur, e)
 	}, e)
 }
