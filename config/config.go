@@ -493,7 +493,8 @@ type Notifications struct {
 	// kept either way).
 	Enabled bool `mapstructure:"enabled" yaml:"enabled"`
 	// Events are the events sent: new_device, factor_added, factor_changed,
-	// factor_removed, backup_codes_regenerated, backup_codes_low, lockout.
+	// factor_removed, backup_codes_regenerated, backup_codes_low, lockout,
+	// code_reused.
 	// Defaults to all of them.
 	Events []string `mapstructure:"events" yaml:"events"`
 	// Channel is email (to the Keycloak user's e-mail address, through

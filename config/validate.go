@@ -15,7 +15,7 @@ import (
 // notifications.templates accept.
 func NotificationEvents() []string {
 	return []string{"new_device", "factor_added", "factor_changed", "factor_removed",
-		"backup_codes_regenerated", "backup_codes_low", "lockout"}
+		"backup_codes_regenerated", "backup_codes_low", "lockout", "code_reused"}
 }
 
 var cookieNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

@@ -96,6 +96,11 @@ func (n *Notifier) classify(ctx context.Context, e store.AuditEvent) (Event, boo
 		if u := e.Details["until"]; u != "" {
 			ev.Details["until"] = u
 		}
+	case "stepup.failure", "login.failure":
+		if e.Details["reason"] != factors.OutcomeReplay {
+			return Event{}, false, nil
+		}
+		ev.Name = EventCodeReused
 	case "stepup.success", "login.success":
 		if !success || e.Factor != factors.BackupCode || n.cfg.BackupCodesRemaining == nil {
 			return Event{}, false, nil

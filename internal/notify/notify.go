@@ -28,12 +28,15 @@ const (
 	EventBackupCodesRegenerated = "backup_codes_regenerated"
 	EventBackupCodesLow         = "backup_codes_low"
 	EventLockout                = "lockout"
+	// EventCodeReused: a code that had already been accepted was entered
+	// again and refused (ASVS 2.8.5): someone may have seen it.
+	EventCodeReused = "code_reused"
 )
 
 // Events lists every event name.
 func Events() []string {
 	return []string{EventNewDevice, EventFactorAdded, EventFactorChanged, EventFactorRemoved,
-		EventBackupCodesRegenerated, EventBackupCodesLow, EventLockout}
+		EventBackupCodesRegenerated, EventBackupCodesLow, EventLockout, EventCodeReused}
 }
 
 var titles = map[string]string{
@@ -44,6 +47,7 @@ var titles = map[string]string{
 	EventBackupCodesRegenerated: "new backup codes were generated",
 	EventBackupCodesLow:         "you are running out of backup codes",
 	EventLockout:                "sign-in attempts were blocked",
+	EventCodeReused:             "a code already used was entered again",
 }
 
 // DefaultTemplates are the built-in message bodies (text/template over
@@ -60,6 +64,8 @@ var defaultTemplates = map[string]string{
 	EventBackupCodesRegenerated: "A new set of backup codes was generated for your {{.Issuer}} account at {{.Time}}{{if .IP}} from {{.IP}}{{end}}." +
 		" The earlier codes no longer work.\n\nIf you did not do this, contact your administrator at once.\n",
 	EventBackupCodesLow: "Only {{.Remaining}} unused backup codes are left on your {{.Issuer}} account. Generate a new set before you run out.\n",
+	EventCodeReused: "A {{.Factor}} code that had already been used was entered again for your {{.Issuer}} account at {{.Time}}{{if .IP}} from {{.IP}}{{end}}," +
+		" and refused.\n\nIf this was not you, someone may have seen your code and know your password: change your password.\n",
 	EventLockout: "Too many wrong codes were entered for your {{.Issuer}} account{{if .Factor}} ({{.Factor}}){{end}}; further attempts are blocked" +
 		"{{if .Until}} until {{.Until}}{{end}}.\n\nIf this was not you, someone may know your password: change it.\n",
 }

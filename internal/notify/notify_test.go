@@ -129,6 +129,8 @@ func TestClassifyAuditEvents(t *testing.T) {
 		{"backup code spent down to the watermark", []store.AuditEvent{{Type: "login.success", Factor: "backup_code", Outcome: "success"}}, 3,
 			[]string{notify.EventBackupCodesLow}},
 		{"backup code spent above the watermark", []store.AuditEvent{{Type: "stepup.success", Factor: "backup_code", Outcome: "success"}}, 4, nil},
+		{"a TOTP code used again", []store.AuditEvent{{Type: "stepup.failure", Factor: "totp", Outcome: "failure",
+			Details: map[string]string{"reason": factors.OutcomeReplay}}}, 10, []string{notify.EventCodeReused}},
 		{"other events", []store.AuditEvent{{Type: "stepup.failure", Factor: "pin", Outcome: "failure"},
 			{Type: "stepup.granted", Outcome: "success"}}, 10, nil},
 	}

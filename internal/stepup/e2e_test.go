@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pquerna/otp/totp"
+
 	"github.com/stepup-bridge/stepup-bridge/config"
 	"github.com/stepup-bridge/stepup-bridge/factors"
 	"github.com/stepup-bridge/stepup-bridge/internal/app"
@@ -604,5 +606,36 @@ func TestChallengesPerUserAreCapped(t *testing.T) {
 	enrolPIN(t, env, subject(t, b.AccessToken), "4826")
 	if resp, body := env.Do(t, "POST", "/v1/stepup/challenges", b.AccessToken, map[string]any{"factor": "pin"}); resp.StatusCode != 201 {
 		t.Fatalf("bob's challenge = %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestReusedTOTPCodeIsRefusedAndNotified: a TOTP code already accepted is
+// refused when entered again, and the user is told (ASVS 2.8.5).
+func TestReusedTOTPCodeIsRefusedAndNotified(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Mutate: func(c *config.Config) {
+		c.Notifications.Enabled = true
+		c.Factors.Enabled = append(c.Factors.Enabled, "email") // the notification channel's sender (log, in tests)
+	}})
+	a := env.PasswordTokens(t, "alice", "alice")
+	alice := subject(t, a.AccessToken)
+	ctx := context.Background()
+	enr, err := env.Runtime.Factors().Enrol(ctx, factors.TOTP, alice, factors.EnrolRequest{AccountName: "alice"}, factors.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := totp.GenerateCode(enr.Secret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Runtime.Factors().Confirm(ctx, factors.TOTP, alice, code, factors.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	g, status := stepUp(t, env, a.AccessToken, "", "totp", code)
+	if status != 400 || g["error"] != "invalid_code" {
+		t.Fatalf("reused TOTP code = %d %v", status, g)
+	}
+	resp, body := env.Do(t, "GET", "/v1/activity", a.AccessToken, nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"code_reused"`) {
+		t.Fatalf("activity after a reused code = %d %s", resp.StatusCode, body)
 	}
 }
