@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -71,11 +72,34 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	db.SetMaxOpenConns(maxOpenConns)
 	db.SetMaxIdleConns(maxOpenConns)
 	s := &Store{db: db, writeSem: make(chan struct{}, 1)}
-	if err := s.migrate(ctx); err != nil {
+	// Processes opening a new file at once race to switch it to WAL, and
+	// SQLite answers SQLITE_BUSY at once, without its busy handler, to the
+	// loser: retry that for as long as the busy timeout would wait.
+	deadline := time.Now().Add(cmp.Or(cfg.BusyTimeout, DefaultBusyTimeout))
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err = s.migrate(ctx)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-time.After(wait):
+			continue
+		}
+		break
+	}
+	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("sqlite: opening %s: %w", cfg.Path, err)
 	}
 	return s, nil
+}
+
+// isBusy reports SQLITE_BUSY (5), whatever the extended code.
+func isBusy(err error) bool {
+	var coded interface{ Code() int }
+	return errors.As(err, &coded) && coded.Code()&0xff == 5
 }
 
 func dsnFor(cfg Config) (string, error) {
