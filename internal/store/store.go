@@ -17,6 +17,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -314,4 +315,47 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the database; every later call returns an error.
 	Close() error
+}
+
+// Audit query limits (AuditQuery.Limit).
+const (
+	DefaultAuditLimit = 100
+	MaxAuditLimit     = 1000
+)
+
+// AuditLimit is the number of events a query with limit n returns: 0 (or
+// less) means DefaultAuditLimit, and no query returns more than
+// MaxAuditLimit.
+func AuditLimit(n int) int {
+	switch {
+	case n <= 0:
+		return DefaultAuditLimit
+	case n > MaxAuditLimit:
+		return MaxAuditLimit
+	}
+	return n
+}
+
+// CleanText replaces what no backend can store as text (invalid UTF-8,
+// NUL) with U+FFFD, so an audit event with odd input is kept, not lost.
+func CleanText(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// CleanAuditEvent applies CleanText to every text field of e and drops an
+// empty Details map (stored as NULL, returned as nil).
+func CleanAuditEvent(e AuditEvent) AuditEvent {
+	for _, p := range []*string{&e.Type, &e.Actor, &e.UserID, &e.Factor, &e.SessionID, &e.IP, &e.Outcome} {
+		*p = CleanText(*p)
+	}
+	if len(e.Details) == 0 {
+		e.Details = nil
+		return e
+	}
+	d := make(map[string]string, len(e.Details))
+	for k, v := range e.Details {
+		d[CleanText(k)] = CleanText(v)
+	}
+	e.Details = d
+	return e
 }

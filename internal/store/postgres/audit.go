@@ -14,12 +14,6 @@ import (
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
 )
 
-// Audit list limits, as store.AuditQuery documents them.
-const (
-	defaultAuditLimit = 100
-	maxAuditLimit     = 1000
-)
-
 // AppendAudit stores e and returns it with Seq set (and Time in UTC,
 // microsecond precision). e.Time is required: the store reads no clock.
 // Text that PostgreSQL cannot hold (invalid UTF-8, NUL) is stored with
@@ -33,7 +27,7 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) (store.Audi
 	if e.Time.IsZero() {
 		return store.AuditEvent{}, errors.New("postgres: audit event without Time")
 	}
-	e = cleanEvent(e)
+	e = store.CleanAuditEvent(e)
 	details, err := detailsJSON(e.Details)
 	if err != nil {
 		return store.AuditEvent{}, err
@@ -78,7 +72,7 @@ func (s *Store) ListAudit(ctx context.Context, q store.AuditQuery) ([]store.Audi
 	if !q.To.IsZero() {
 		add("time < ?", q.To)
 	}
-	args = append(args, auditLimit(q.Limit))
+	args = append(args, store.AuditLimit(q.Limit))
 	rows, err := s.pool.Query(ctx, `SELECT seq, time, type, actor, user_id, factor, session_id, ip, outcome, details
 		FROM audit WHERE `+strings.Join(where, " AND ")+` ORDER BY seq LIMIT $`+strconv.Itoa(len(args)), args...)
 	if err != nil {
@@ -119,16 +113,6 @@ func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int64, error)
 	return tag.RowsAffected(), nil
 }
 
-func auditLimit(n int) int {
-	switch {
-	case n <= 0:
-		return defaultAuditLimit
-	case n > maxAuditLimit:
-		return maxAuditLimit
-	}
-	return n
-}
-
 // detailsJSON encodes d for the details column; an empty map is NULL.
 func detailsJSON(d map[string]string) (any, error) {
 	if len(d) == 0 {
@@ -139,26 +123,4 @@ func detailsJSON(d map[string]string) (any, error) {
 		return nil, fmt.Errorf("postgres: encoding audit details: %w", err)
 	}
 	return string(b), nil
-}
-
-// cleanEvent replaces what PostgreSQL text and jsonb refuse (invalid UTF-8,
-// NUL) with U+FFFD, and drops an empty Details map.
-func cleanEvent(e store.AuditEvent) store.AuditEvent {
-	for _, p := range []*string{&e.Type, &e.Actor, &e.UserID, &e.Factor, &e.SessionID, &e.IP, &e.Outcome} {
-		*p = cleanText(*p)
-	}
-	if len(e.Details) == 0 {
-		e.Details = nil
-		return e
-	}
-	d := make(map[string]string, len(e.Details))
-	for k, v := range e.Details {
-		d[cleanText(k)] = cleanText(v)
-	}
-	e.Details = d
-	return e
-}
-
-func cleanText(s string) string {
-	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }

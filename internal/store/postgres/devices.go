@@ -38,8 +38,8 @@ func (s *Store) CreateDevice(ctx context.Context, d store.Device) error {
 	tag, err := s.pool.Exec(ctx, `INSERT INTO devices
 		(id, user_id, label, hash, ip, created_at, expires_at, last_used_at, revoked_at, revoked_by)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING`,
-		cleanText(d.ID), cleanText(d.UserID), cleanText(d.Label), blobArg(d.Hash), cleanText(d.IP),
-		tsArg(d.CreatedAt), tsArg(d.ExpiresAt), tsArg(d.LastUsedAt), tsArg(d.RevokedAt), cleanText(d.RevokedBy))
+		store.CleanText(d.ID), store.CleanText(d.UserID), store.CleanText(d.Label), blobArg(d.Hash), store.CleanText(d.IP),
+		tsArg(d.CreatedAt), tsArg(d.ExpiresAt), tsArg(d.LastUsedAt), tsArg(d.RevokedAt), store.CleanText(d.RevokedBy))
 	if err != nil {
 		return fmt.Errorf("postgres: creating device %q: %w", d.ID, err)
 	}
@@ -51,7 +51,7 @@ func (s *Store) CreateDevice(ctx context.Context, d store.Device) error {
 
 // GetDevice returns the record or store.ErrNotFound.
 func (s *Store) GetDevice(ctx context.Context, id string) (store.Device, error) {
-	d, err := scanDevice(s.pool.QueryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = $1`, cleanText(id)))
+	d, err := scanDevice(s.pool.QueryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = $1`, store.CleanText(id)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Device{}, fmt.Errorf("postgres: device %q: %w", id, store.ErrNotFound)
 	}
@@ -65,7 +65,7 @@ func (s *Store) GetDevice(ctx context.Context, id string) (store.Device, error) 
 // then ID bytewise.
 func (s *Store) ListDevices(ctx context.Context, userID string) ([]store.Device, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+deviceColumns+` FROM devices
-		WHERE user_id = $1 ORDER BY created_at NULLS FIRST, id COLLATE "C"`, cleanText(userID))
+		WHERE user_id = $1 ORDER BY created_at NULLS FIRST, id COLLATE "C"`, store.CleanText(userID))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: listing devices: %w", err)
 	}
@@ -90,7 +90,7 @@ func (s *Store) ListDevices(ctx context.Context, userID string) ([]store.Device,
 func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(store.Device) (store.Device, error)) (store.Device, error) {
 	var out store.Device
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		cur, err := scanDevice(tx.QueryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = $1 FOR UPDATE`, cleanText(id)))
+		cur, err := scanDevice(tx.QueryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = $1 FOR UPDATE`, store.CleanText(id)))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("postgres: device %q: %w", id, store.ErrNotFound)
 		}
@@ -105,8 +105,8 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(store.Devic
 		out, err = scanDevice(tx.QueryRow(ctx, `UPDATE devices SET
 			label = $2, ip = $3, expires_at = $4, last_used_at = $5, revoked_at = $6, revoked_by = $7
 			WHERE id = $1 RETURNING `+deviceColumns,
-			cleanText(id), cleanText(next.Label), cleanText(next.IP), tsArg(next.ExpiresAt), tsArg(next.LastUsedAt),
-			tsArg(next.RevokedAt), cleanText(next.RevokedBy)))
+			store.CleanText(id), store.CleanText(next.Label), store.CleanText(next.IP), tsArg(next.ExpiresAt), tsArg(next.LastUsedAt),
+			tsArg(next.RevokedAt), store.CleanText(next.RevokedBy)))
 		if err != nil {
 			return fmt.Errorf("postgres: updating device %q: %w", id, err)
 		}
@@ -118,7 +118,7 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(store.Devic
 // RevokeDevices marks userID's unrevoked devices revoked at now.
 func (s *Store) RevokeDevices(ctx context.Context, userID, by string, now time.Time) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `UPDATE devices SET revoked_at = $3, revoked_by = $2
-		WHERE user_id = $1 AND revoked_at IS NULL RETURNING id`, cleanText(userID), cleanText(by), now)
+		WHERE user_id = $1 AND revoked_at IS NULL RETURNING id`, store.CleanText(userID), store.CleanText(by), now)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: revoking devices: %w", err)
 	}

@@ -46,14 +46,14 @@ func (s *Store) CreateNotification(ctx context.Context, n store.Notification) er
 	if n.CreatedAt.IsZero() {
 		return errors.New("postgres: notification without CreatedAt")
 	}
-	details, err := detailsJSON(cleanEvent(store.AuditEvent{Details: n.Details}).Details)
+	details, err := detailsJSON(store.CleanAuditEvent(store.AuditEvent{Details: n.Details}).Details)
 	if err != nil {
 		return err
 	}
 	tag, err := s.pool.Exec(ctx, `INSERT INTO notifications (`+notificationColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING`,
-		cleanText(n.ID), cleanText(n.UserID), cleanText(n.Event), details, n.CreatedAt, cleanText(n.Status), n.Attempts,
-		tsArg(n.NextAttemptAt), tsArg(n.SentAt), cleanText(n.LastError))
+		store.CleanText(n.ID), store.CleanText(n.UserID), store.CleanText(n.Event), details, n.CreatedAt, store.CleanText(n.Status), n.Attempts,
+		tsArg(n.NextAttemptAt), tsArg(n.SentAt), store.CleanText(n.LastError))
 	if err != nil {
 		return fmt.Errorf("postgres: creating notification %q: %w", n.ID, err)
 	}
@@ -68,7 +68,7 @@ func (s *Store) CreateNotification(ctx context.Context, n store.Notification) er
 func (s *Store) UpdateNotification(ctx context.Context, id string, fn func(store.Notification) (store.Notification, error)) (store.Notification, error) {
 	var out store.Notification
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		cur, err := scanNotification(tx.QueryRow(ctx, `SELECT `+notificationColumns+` FROM notifications WHERE id = $1 FOR UPDATE`, cleanText(id)))
+		cur, err := scanNotification(tx.QueryRow(ctx, `SELECT `+notificationColumns+` FROM notifications WHERE id = $1 FOR UPDATE`, store.CleanText(id)))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("postgres: notification %q: %w", id, store.ErrNotFound)
 		}
@@ -83,7 +83,7 @@ func (s *Store) UpdateNotification(ctx context.Context, id string, fn func(store
 		out, err = scanNotification(tx.QueryRow(ctx, `UPDATE notifications SET
 			status = $2, attempts = $3, next_attempt_at = $4, sent_at = $5, last_error = $6
 			WHERE id = $1 RETURNING `+notificationColumns,
-			cleanText(id), cleanText(next.Status), next.Attempts, tsArg(next.NextAttemptAt), tsArg(next.SentAt), cleanText(next.LastError)))
+			store.CleanText(id), store.CleanText(next.Status), next.Attempts, tsArg(next.NextAttemptAt), tsArg(next.SentAt), store.CleanText(next.LastError)))
 		if err != nil {
 			return fmt.Errorf("postgres: updating notification %q: %w", id, err)
 		}
@@ -109,7 +109,7 @@ func (s *Store) ListNotifications(ctx context.Context, userID string, limit int)
 		limit = defaultNotificationLimit
 	}
 	return s.listNotifications(ctx, `SELECT `+notificationColumns+` FROM notifications
-		WHERE user_id = $1 ORDER BY created_at DESC, id COLLATE "C" DESC LIMIT $2`, cleanText(userID), min(limit, maxNotificationLimit))
+		WHERE user_id = $1 ORDER BY created_at DESC, id COLLATE "C" DESC LIMIT $2`, store.CleanText(userID), min(limit, maxNotificationLimit))
 }
 
 func (s *Store) listNotifications(ctx context.Context, query string, args ...any) ([]store.Notification, error) {

@@ -12,12 +12,6 @@ import (
 	"github.com/stepup-bridge/stepup-bridge/internal/store"
 )
 
-// Audit list limits, as store.AuditQuery documents them.
-const (
-	defaultAuditLimit = 100
-	maxAuditLimit     = 1000
-)
-
 const auditColumns = `seq, time, type, actor, user_id, factor, session_id, ip, outcome, details`
 
 // AppendAudit stores e and returns it with Seq set (and Time in UTC,
@@ -32,7 +26,7 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) (store.Audi
 	if e.Time.IsZero() {
 		return store.AuditEvent{}, errors.New("sqlite: audit event without Time")
 	}
-	e = cleanEvent(e)
+	e = store.CleanAuditEvent(e)
 	details, err := detailsJSON(e.Details)
 	if err != nil {
 		return store.AuditEvent{}, err
@@ -80,7 +74,7 @@ func (s *Store) ListAudit(ctx context.Context, q store.AuditQuery) ([]store.Audi
 		where = append(where, "time < ?")
 		args = append(args, q.To.UnixMicro())
 	}
-	args = append(args, auditLimit(q.Limit))
+	args = append(args, store.AuditLimit(q.Limit))
 	rows, err := s.db.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit WHERE `+
 		strings.Join(where, " AND ")+` ORDER BY seq LIMIT ?`, args...)
 	if err != nil {
@@ -131,16 +125,6 @@ func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int64, error)
 	return n, nil
 }
 
-func auditLimit(n int) int {
-	switch {
-	case n <= 0:
-		return defaultAuditLimit
-	case n > maxAuditLimit:
-		return maxAuditLimit
-	}
-	return n
-}
-
 // detailsJSON encodes d for the details column; an empty map is NULL.
 func detailsJSON(d map[string]string) (any, error) {
 	if len(d) == 0 {
@@ -151,26 +135,4 @@ func detailsJSON(d map[string]string) (any, error) {
 		return nil, fmt.Errorf("sqlite: encoding audit details: %w", err)
 	}
 	return string(b), nil
-}
-
-// cleanEvent replaces invalid UTF-8 and NUL with U+FFFD, and drops an
-// empty Details map.
-func cleanEvent(e store.AuditEvent) store.AuditEvent {
-	for _, p := range []*string{&e.Type, &e.Actor, &e.UserID, &e.Factor, &e.SessionID, &e.IP, &e.Outcome} {
-		*p = cleanText(*p)
-	}
-	if len(e.Details) == 0 {
-		e.Details = nil
-		return e
-	}
-	d := make(map[string]string, len(e.Details))
-	for k, v := range e.Details {
-		d[cleanText(k)] = cleanText(v)
-	}
-	e.Details = d
-	return e
-}
-
-func cleanText(s string) string {
-	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }

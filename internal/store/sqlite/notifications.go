@@ -86,7 +86,7 @@ func (s *Store) UpdateNotification(ctx context.Context, id string, fn func(store
 		out, err = scanNotification(tx.QueryRowContext(ctx, `UPDATE notifications SET
 			status = ?, attempts = ?, next_attempt_at = ?, sent_at = ?, last_error = ?
 			WHERE id = ? RETURNING `+notificationColumns,
-			next.Status, next.Attempts, micros(next.NextAttemptAt), micros(next.SentAt), cleanText(next.LastError), id))
+			next.Status, next.Attempts, micros(next.NextAttemptAt), micros(next.SentAt), store.CleanText(next.LastError), id))
 		if err != nil {
 			return fmt.Errorf("sqlite: updating notification %q: %w", id, err)
 		}
@@ -159,7 +159,7 @@ func cleanDetails(d map[string]string) map[string]string {
 	}
 	out := make(map[string]string, len(d))
 	for k, v := range d {
-		out[cleanText(k)] = cleanText(v)
+		out[store.CleanText(k)] = store.CleanText(v)
 	}
 	return out
 }
